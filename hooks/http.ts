@@ -1,0 +1,430 @@
+/**
+ * Where the HTTP families are observed.
+ *
+ * Design (why it is cheap): every hook Fastify runs per request costs about 1% of a trivial
+ * route's throughput, even empty, so the request path has exactly one hook of ours that runs for
+ * every request (`onRequest`) and one `'close'` listener on the response, which fires once the
+ * response is sent or the client went away, and so replaces both `onResponse` and
+ * `onRequestAbort`. `onError` runs only on the error path. Phase timing adds no hook at all: the
+ * application's own lifecycle hooks and route handlers are wrapped once, when they are
+ * registered, and a route with no hooks pays only for its handler wrapper. Every series a
+ * request touches is resolved once per route (and per status code) and kept, so a request does
+ * no label hashing.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { performance } from 'node:perf_hooks'
+import { FNM_ERR_ROUTE_CONFIG_INVALID } from '../lib/errors'
+import type { CounterSeries, GaugeSeries, HistogramSeries } from '../lib/families'
+import type { MetricSet } from '../lib/metrics'
+import { kRequestState, kWrapped } from '../lib/symbols'
+
+/** The `route` label of a request that matched no route (Fastify's not-found handler). */
+export const UNMATCHED_ROUTE = '__unmatched__'
+/** The `method` label of a method the Fastify instance does not support. */
+export const OTHER_METHOD = 'other'
+/** The `phase` label values, in lifecycle order. */
+export const PHASES = Object.freeze(['onRequest', 'preParsing', 'preValidation', 'preHandler', 'handler', 'preSerialization', 'onSend'] as const)
+/** A `phase` label value. */
+export type Phase = typeof PHASES[number]
+
+const HANDLER_PHASE = PHASES.indexOf('handler')
+const HOOK_PHASES: ReadonlyMap<string, number> = new Map(PHASES.filter((p) => p !== 'handler').map((p) => [p, PHASES.indexOf(p)]))
+
+type AnyFn = (...args: any[]) => any
+
+/** How the HTTP hooks decide what to observe; resolved from the plugin's options. */
+export interface HttpHooksConfig {
+  readonly metrics: MetricSet
+  readonly exclude: ReadonlyArray<string | RegExp>
+  /** Reports an exception caught inside a hook (counted, logged once). */
+  readonly onInternalError: (component: string, err: unknown) => void
+}
+
+/** Series of one status code of one route and method. */
+class StatusSeries {
+  constructor (readonly requests: CounterSeries, readonly duration: HistogramSeries) {}
+}
+
+/** Series of one route and method, resolved on the route's first request with that method. */
+class RouteMethodSeries {
+  readonly byStatus = new Map<number, StatusSeries>()
+  readonly exceptions = new Map<string, CounterSeries>()
+  constructor (
+    readonly method: string,
+    readonly requestSize: HistogramSeries,
+    readonly responseSize: HistogramSeries,
+    readonly aborted: CounterSeries
+  ) {}
+}
+
+/** Per-method series that do not depend on the route. */
+class MethodSeries {
+  constructor (readonly name: string, readonly received: CounterSeries, readonly inFlight: GaugeSeries) {}
+}
+
+/** Everything known about one route (one Fastify route context). */
+class RouteRecord {
+  readonly byMethod: Array<RouteMethodSeries | undefined> = []
+  readonly phases: Array<HistogramSeries | undefined> = []
+  constructor (readonly route: string, readonly excluded: boolean) {}
+}
+
+/** What one request carries from `onRequest` to its `'close'`. A fixed shape, one allocation. */
+class RequestState {
+  start: number
+  method: MethodSeries
+  methodIndex: number
+  route: RouteRecord
+  routeMethod: RouteMethodSeries
+  requestBytes = 0
+  responseBytes = 0
+  /** Bit i set: phase i was timed for this request. */
+  phaseMask = 0
+  phaseTimes: Float64Array | null = null
+  /** Sum of every wrapped hook's time, to take nested hook time out of a synchronous handler. */
+  hookTime = 0
+  done = false
+
+  constructor (start: number, method: MethodSeries, methodIndex: number, route: RouteRecord, routeMethod: RouteMethodSeries) {
+    this.start = start
+    this.method = method
+    this.methodIndex = methodIndex
+    this.route = route
+    this.routeMethod = routeMethod
+  }
+
+  addPhase (phase: number, ms: number): void {
+    if (this.phaseTimes === null) this.phaseTimes = new Float64Array(PHASES.length)
+    this.phaseTimes[phase] += ms
+    this.phaseMask |= 1 << phase
+  }
+}
+
+type StatefulRequest = FastifyRequest & { [kRequestState]: RequestState | null }
+
+/** The `type` label of an exception: its Fastify/Node error code, else its class name. */
+export function exceptionType (err: unknown): string {
+  if (err === null || typeof err !== 'object') return 'NonError'
+  const code = (err as { code?: unknown }).code
+  if (typeof code === 'string' && /^(FST_|ERR_|E[A-Z0-9]+$)/.test(code)) return code
+  const name = (err as { constructor?: { name?: unknown } }).constructor?.name
+  return typeof name === 'string' && name !== '' ? name : 'Error'
+}
+
+/**
+ * Installs the HTTP instrumentation on a Fastify instance (the one the plugin was registered on;
+ * through `fastify-plugin` its hooks are global).
+ */
+export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksConfig): void {
+  const { metrics, exclude, onInternalError } = config
+  const received = metrics.get('httpReceived')
+  const requests = metrics.get('httpRequests')
+  const duration = metrics.get('httpDuration')
+  const phaseDuration = metrics.get('httpPhase')
+  const requestSize = metrics.get('httpRequestSize')
+  const responseSize = metrics.get('httpResponseSize')
+  const inFlight = metrics.get('httpInFlight')
+  const aborted = metrics.get('httpAborted')
+  const exceptions = metrics.get('httpExceptions')
+
+  // Methods: the instance's supported methods get their own label value, anything else is `other`.
+  // Resolved on the first request, when every addHttpMethod() call has been made.
+  let methodIndex: Map<string, number> | null = null
+  let methodNames: string[] = []
+  const methodSeries: Array<MethodSeries | undefined> = []
+  function indexOfMethod (method: string | undefined): number {
+    if (methodIndex === null) {
+      const supported = (fastify as unknown as { supportedMethods?: string[] }).supportedMethods ?? ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS']
+      methodNames = [...supported, OTHER_METHOD]
+      methodIndex = new Map(supported.map((m, i) => [m, i]))
+    }
+    const i = method === undefined ? undefined : methodIndex.get(method)
+    return i === undefined ? methodNames.length - 1 : i
+  }
+  function seriesOfMethod (i: number): MethodSeries {
+    let m = methodSeries[i]
+    if (m === undefined) {
+      const name = methodNames[i]
+      m = new MethodSeries(name, received.child(name), inFlight.child(name))
+      methodSeries[i] = m
+    }
+    return m
+  }
+
+  // Routes: one record per route context, keyed by its config object (stable for the route's life).
+  const records = new WeakMap<object, RouteRecord>()
+  const unmatched = new RouteRecord(UNMATCHED_ROUTE, isExcluded(UNMATCHED_ROUTE))
+  function isExcluded (route: string): boolean {
+    for (const e of exclude) {
+      if (typeof e === 'string' ? e === route : e.test(route)) return true
+    }
+    return false
+  }
+  function recordOf (request: FastifyRequest): RouteRecord {
+    const routeConfig = request.routeOptions.config as unknown as (Record<string, unknown> & { url?: string }) | undefined
+    if (routeConfig === undefined || routeConfig === null) return unmatched
+    let record = records.get(routeConfig)
+    if (record === undefined) {
+      const url = routeConfig.url
+      if (url === undefined) {
+        record = unmatched
+      } else {
+        record = new RouteRecord(url, routeConfig.metrics === false || isExcluded(url))
+      }
+      records.set(routeConfig, record)
+    }
+    return record
+  }
+  function seriesOfRouteMethod (record: RouteRecord, i: number): RouteMethodSeries {
+    let rm = record.byMethod[i]
+    if (rm === undefined) {
+      const method = methodNames[i]
+      rm = new RouteMethodSeries(method, requestSize.child(method, record.route), responseSize.child(method, record.route), aborted.child(method, record.route))
+      record.byMethod[i] = rm
+    }
+    return rm
+  }
+
+  function finish (state: RequestState, res: ServerResponse): void {
+    if (state.done) return
+    state.done = true
+    state.method.inFlight.value--
+    const rm = state.routeMethod
+    // end() not called when the connection closed: the client went away before the response.
+    if (!res.writableEnded) {
+      rm.aborted.value++
+      return
+    }
+    const status = res.statusCode
+    let ss = rm.byStatus.get(status)
+    if (ss === undefined) {
+      const code = String(status)
+      ss = new StatusSeries(requests.child(rm.method, state.route.route, code), duration.child(rm.method, state.route.route, code))
+      rm.byStatus.set(status, ss)
+    }
+    ss.requests.value++
+    ss.duration.observe((performance.now() - state.start) / 1000)
+    rm.requestSize.observe(state.requestBytes)
+    rm.responseSize.observe(responseBodyBytes(state, res, status))
+    if (state.phaseMask !== 0) observePhases(state)
+  }
+
+  function observePhases (state: RequestState): void {
+    const record = state.route
+    const times = state.phaseTimes as Float64Array
+    for (let p = 0; p < PHASES.length; p++) {
+      if ((state.phaseMask & (1 << p)) === 0) continue
+      let h = record.phases[p]
+      if (h === undefined) {
+        h = phaseDuration.child(record.route, PHASES[p])
+        record.phases[p] = h
+      }
+      h.observe(times[p] / 1000)
+    }
+  }
+
+  function responseBodyBytes (state: RequestState, res: ServerResponse, status: number): number {
+    // HEAD, 204 and 304 responses carry no body whatever their headers say.
+    if (state.method.name === 'HEAD' || status === 204 || status === 304) return 0
+    const cl = res.getHeader('content-length')
+    if (cl !== undefined) {
+      const n = Number(cl)
+      if (Number.isFinite(n) && n >= 0) return n
+    }
+    return state.responseBytes
+  }
+
+  function startRequest (request: StatefulRequest, reply: FastifyReply, record: RouteRecord): void {
+    const i = indexOfMethod(request.raw.method)
+    const m = seriesOfMethod(i)
+    const state = new RequestState(performance.now(), m, i, record, seriesOfRouteMethod(record, i))
+    m.received.value++
+    m.inFlight.value++
+    request[kRequestState] = state
+
+    const req: IncomingMessage = request.raw
+    const cl = req.headers['content-length']
+    if (cl !== undefined) {
+      const n = Number(cl)
+      if (Number.isFinite(n) && n >= 0) state.requestBytes = n
+    } else if (req.headers['transfer-encoding'] !== undefined) {
+      // Chunked upload: count what is read. prependListener does not switch the stream to
+      // flowing mode (Readable#on('data') would), so whoever reads the body still controls it.
+      req.prependListener('data', (chunk: Buffer | string) => { state.requestBytes += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length })
+    }
+
+    const res = reply.raw
+    // Streams (Node and web) reach the socket through res.write; Fastify ends other payloads
+    // with res.end(payload) and a Content-Length, so this wrapper runs only for streamed bodies.
+    const write = res.write
+    res.write = function countingWrite (this: ServerResponse, chunk: any, ...rest: any[]): boolean {
+      if (chunk != null && !state.done) state.responseBytes += typeof chunk === 'string' ? Buffer.byteLength(chunk, typeof rest[0] === 'string' ? rest[0] as BufferEncoding : 'utf8') : chunk.length
+      return (write as AnyFn).call(this, chunk, ...rest)
+    } as ServerResponse['write']
+    res.once('close', () => {
+      try {
+        finish(state, res)
+      } catch (err) {
+        onInternalError('http', err)
+      }
+    })
+  }
+
+  fastify.decorateRequest(kRequestState as unknown as string, null)
+
+  fastify.addHook('onRequest', function netboxMetricsOnRequest (request, reply, done) {
+    try {
+      const record = recordOf(request)
+      if (!record.excluded) startRequest(request as StatefulRequest, reply, record)
+    } catch (err) {
+      onInternalError('http', err)
+    }
+    done()
+  })
+
+  fastify.addHook('onError', function netboxMetricsOnError (request, _reply, error, done) {
+    try {
+      const state = (request as StatefulRequest)[kRequestState]
+      if (state !== null && state !== undefined) {
+        const type = exceptionType(error)
+        const rm = state.routeMethod
+        let c = rm.exceptions.get(type)
+        if (c === undefined) {
+          c = exceptions.child(rm.method, state.route.route, type)
+          rm.exceptions.set(type, c)
+        }
+        c.value++
+      }
+    } catch (err) {
+      onInternalError('http', err)
+    }
+    done()
+  })
+
+  // Phase timing: wrap handlers and route-level hooks of routes registered from now on, and the
+  // lifecycle hooks that any plugin adds from now on (child instances inherit this addHook).
+  fastify.addHook('onRoute', function netboxMetricsOnRoute (routeOptions: RouteOptions) {
+    const metricsConfig = (routeOptions.config as { metrics?: unknown } | undefined)?.metrics
+    if (metricsConfig !== undefined && typeof metricsConfig !== 'boolean') {
+      throw new FNM_ERR_ROUTE_CONFIG_INVALID(String(routeOptions.method), routeOptions.url, JSON.stringify(metricsConfig))
+    }
+    if (metricsConfig === false) return
+    routeOptions.handler = wrapHandler(routeOptions.handler as AnyFn, onInternalError) as RouteOptions['handler']
+    for (const [name, phase] of HOOK_PHASES) {
+      const hooks = (routeOptions as unknown as Record<string, AnyFn | AnyFn[] | undefined>)[name]
+      if (hooks === undefined || hooks === null) continue
+      ;(routeOptions as unknown as Record<string, unknown>)[name] = Array.isArray(hooks)
+        ? hooks.map((fn) => wrapHook(fn, phase))
+        : wrapHook(hooks, phase)
+    }
+  })
+
+  const addHook = fastify.addHook
+  const wrappingAddHook = function addHook (this: FastifyInstance, name: string, fn: AnyFn): FastifyInstance {
+    const phase = HOOK_PHASES.get(name)
+    return (addHook as AnyFn).call(this, name, phase === undefined || typeof fn !== 'function' ? fn : wrapHook(fn, phase))
+  }
+  ;(fastify as unknown as { addHook: unknown }).addHook = wrappingAddHook
+}
+
+function copyShape (wrapper: AnyFn, original: AnyFn): AnyFn {
+  // Fastify validates hooks by arity and by AsyncFunction-ness; keep both, and the name for stack traces.
+  Object.defineProperty(wrapper, 'length', { value: original.length })
+  Object.defineProperty(wrapper, 'name', { value: original.name })
+  Object.defineProperty(wrapper, kWrapped, { value: original })
+  return wrapper
+}
+
+function stateOf (request: unknown): RequestState | null {
+  const s = (request as StatefulRequest | undefined)?.[kRequestState]
+  return s === undefined || s === null || s.done ? null : s
+}
+
+/**
+ * Wraps an application hook so the time it takes (until it calls `done` or its promise settles)
+ * is added to its phase. Behaviour is unchanged: same arguments, same `this`, same result, same
+ * errors, same arity and async-ness as seen by Fastify's validation.
+ */
+export function wrapHook (fn: AnyFn, phase: number): AnyFn {
+  if (typeof fn !== 'function' || (fn as unknown as Record<symbol, unknown>)[kWrapped] !== undefined) return fn
+  if (fn.constructor?.name === 'AsyncFunction') {
+    return copyShape(async function (this: unknown, request: unknown, ...rest: unknown[]): Promise<unknown> {
+      const state = stateOf(request)
+      if (state === null) return await fn.call(this, request, ...rest)
+      const t0 = performance.now()
+      try {
+        return await fn.call(this, request, ...rest)
+      } finally {
+        const ms = performance.now() - t0
+        state.addPhase(phase, ms)
+        state.hookTime += ms
+      }
+    }, fn)
+  }
+  return copyShape(function (this: unknown, request: unknown, ...rest: unknown[]): unknown {
+    const state = stateOf(request)
+    if (state === null) return fn.apply(this, [request, ...rest])
+    const t0 = performance.now()
+    let settled = false
+    const stop = (): void => {
+      if (settled) return
+      settled = true
+      const ms = performance.now() - t0
+      state.addPhase(phase, ms)
+      state.hookTime += ms
+    }
+    // The last argument of a callback-style hook is Fastify's `done`.
+    const last = rest.length - 1
+    if (last >= 0 && typeof rest[last] === 'function') {
+      const done = rest[last] as AnyFn
+      rest[last] = function (this: unknown, ...args: unknown[]) { stop(); return done.apply(this, args) }
+    }
+    let result: unknown
+    try {
+      result = fn.apply(this, [request, ...rest])
+    } catch (err) {
+      stop()
+      throw err
+    }
+    if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
+      (result as PromiseLike<unknown>).then(stop, stop)
+    }
+    return result
+  }, fn)
+}
+
+/**
+ * Wraps a route handler so the time until it returns (or its promise settles) is recorded as the
+ * `handler` phase, minus the time of hooks that ran inside it (a synchronous `reply.send()` runs
+ * the onSend hooks before the handler returns).
+ */
+export function wrapHandler (handler: AnyFn, onInternalError: (component: string, err: unknown) => void): AnyFn {
+  if (typeof handler !== 'function' || (handler as unknown as Record<symbol, unknown>)[kWrapped] !== undefined) return handler
+  return copyShape(function (this: unknown, request: unknown, reply: unknown): unknown {
+    const state = stateOf(request)
+    if (state === null) return handler.call(this, request, reply)
+    const t0 = performance.now()
+    const hooksBefore = state.hookTime
+    const stop = (): void => {
+      try {
+        state.addPhase(HANDLER_PHASE, performance.now() - t0 - (state.hookTime - hooksBefore))
+      } catch (err) {
+        onInternalError('http', err)
+      }
+    }
+    let result: unknown
+    try {
+      result = handler.call(this, request, reply)
+    } catch (err) {
+      stop()
+      throw err
+    }
+    if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
+      (result as PromiseLike<unknown>).then(stop, stop)
+    } else {
+      stop()
+    }
+    return result
+  }, handler)
+}

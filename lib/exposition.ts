@@ -1,0 +1,103 @@
+/**
+ * Where metrics are exposed: content negotiation (Prometheus text or OpenMetrics) and rendering
+ * of a prom-client Registry. The package's own families render straight from their series; any
+ * other metric in the registry (prom-client's default metrics, the app's own) goes through its
+ * `get()`. A collector that throws is counted and its family left out; the rest of the
+ * exposition is served intact.
+ */
+import type { MetricObjectWithValues, MetricValue, MetricValueWithName, Registry } from 'prom-client'
+import { escapeHelp, escapeLabelValue, formatValue, MetricFamily } from './families'
+
+/** Content type of the Prometheus text format 0.0.4. */
+export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
+/** Content type of OpenMetrics 1.0.0. */
+export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8'
+
+/** The two exposition formats. */
+export type ExpositionFormat = 'prometheus' | 'openmetrics'
+
+/**
+ * Picks the format an `Accept` header asks for: OpenMetrics when it is acceptable with a quality
+ * at least as high as the text format's (Prometheus sends both, OpenMetrics first), else text.
+ */
+export function negotiateFormat (accept: string | undefined): ExpositionFormat {
+  if (accept === undefined || !accept.includes('openmetrics')) return 'prometheus'
+  let om = -1
+  let text = -1
+  for (const part of accept.split(',')) {
+    const [type, ...params] = part.trim().split(';')
+    let q = 1
+    for (const p of params) {
+      const [k, v] = p.trim().split('=')
+      if (k === 'q') q = Number(v)
+    }
+    if (!Number.isFinite(q)) continue
+    const t = type.trim().toLowerCase()
+    if (t === 'application/openmetrics-text') om = Math.max(om, q)
+    else if (t === 'text/plain' || t === '*/*' || t === 'text/*') text = Math.max(text, q)
+  }
+  return om > 0 && om >= text ? 'openmetrics' : 'prometheus'
+}
+
+/** Called when a metric's collector throws during a scrape. */
+export type CollectErrorHandler = (metricName: string, err: unknown) => void
+
+function isFamily (m: unknown): m is MetricFamily<unknown> {
+  return m instanceof MetricFamily || (typeof m === 'object' && m !== null && typeof (m as MetricFamily<unknown>).renderSamples === 'function')
+}
+
+function formatLabels (labels: Record<string, string | number | undefined>): string {
+  let out = ''
+  for (const key of Object.keys(labels)) {
+    const v = labels[key]
+    if (v === undefined) continue
+    out += `${out === '' ? '' : ','}${key}="${escapeLabelValue(String(v))}"`
+  }
+  return out
+}
+
+function renderForeign (out: string[], metric: MetricObjectWithValues<MetricValue<string>>, familyName: string, openMetrics: boolean, defaultLabels: Record<string, string> | null): void {
+  for (const v of metric.values ?? []) {
+    let sample = (v as MetricValueWithName<string>).metricName ?? familyName
+    if (openMetrics && (metric.type as unknown as string) === 'counter' && !sample.endsWith('_total')) sample += '_total'
+    const labels = defaultLabels === null ? v.labels : { ...defaultLabels, ...v.labels }
+    const text = formatLabels(labels ?? {})
+    out.push(`${sample}${text === '' ? '' : `{${text}}`} ${formatValue(v.value)}`)
+  }
+}
+
+/**
+ * Renders every metric of a registry in the given format.
+ * @param onCollectError told about each metric whose collector threw (that metric is left out)
+ */
+export async function renderRegistry (registry: Registry, format: ExpositionFormat, onCollectError?: CollectErrorHandler): Promise<string> {
+  const openMetrics = format === 'openmetrics'
+  const rawDefaults = (registry as unknown as { _defaultLabels?: Record<string, string> })._defaultLabels
+  const defaultLabels = rawDefaults !== undefined && Object.keys(rawDefaults).length > 0 ? rawDefaults : null
+  const metrics = registry.getMetricsAsArray() as unknown[]
+  // Collect everything first, concurrently, as prom-client does.
+  const collected = await Promise.all(metrics.map(async (m) => {
+    try {
+      if (isFamily(m) && defaultLabels === null) {
+        await m.prepare()
+        return m
+      }
+      return await (m as { get: () => Promise<MetricObjectWithValues<MetricValue<string>>> }).get()
+    } catch (err) {
+      onCollectError?.((m as { name?: string }).name ?? '(unnamed)', err)
+      return null
+    }
+  }))
+  const out: string[] = []
+  for (const c of collected) {
+    if (c === null) continue
+    const type = c.type as string
+    const name = c.name
+    const familyName = openMetrics && type === 'counter' && name.endsWith('_total') ? name.slice(0, -6) : name
+    out.push(`# HELP ${familyName} ${escapeHelp(c.help)}`, `# TYPE ${familyName} ${type}`)
+    if (isFamily(c)) c.renderSamples(out, openMetrics && type === 'counter' ? `${familyName}_total` : name)
+    else renderForeign(out, c, familyName, openMetrics, defaultLabels)
+  }
+  if (openMetrics) out.push('# EOF')
+  return out.length === 0 ? '' : out.join('\n') + '\n'
+}

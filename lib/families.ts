@@ -1,0 +1,287 @@
+/**
+ * Lean metric families: counters, gauges and histograms whose series are plain objects that the
+ * hot path updates with one property write (`series.value++`, `series.observe(v)`), with no
+ * label hashing per observation. Callers resolve a series once (per route, per status) and keep
+ * it. Each family also implements prom-client's metric interface (`name`, `help`, `type`,
+ * `aggregator`, `get()`), so it lives in an ordinary prom-client `Registry` beside the app's own
+ * metrics, and renders itself straight to exposition text for fast scrapes (`render`).
+ */
+import type { MetricObjectWithValues, MetricValue, MetricValueWithName } from 'prom-client'
+import { FNM_ERR_LABELS } from './errors'
+
+/** The label value that replaces every label of a series created beyond a family's series cap. */
+export const OVERFLOW_LABEL_VALUE = '__overflow__'
+
+/** The three metric types this package defines. */
+export type FamilyType = 'counter' | 'gauge' | 'histogram'
+
+/** What every family is built from. */
+export interface FamilyConfig {
+  /** Full metric name, prefix included. */
+  name: string
+  help: string
+  labelNames: readonly string[]
+  /** Most series the family holds; a new label set beyond it folds into `__overflow__`. */
+  maxSeries?: number
+  /** Called once per label set folded into `__overflow__`. */
+  onOverflow?: (family: MetricFamily<unknown>) => void
+  /** Runs before each read of the family (scrape-time gauges). May be async. Errors are the caller's. */
+  collect?: (family: MetricFamily<unknown>) => void | Promise<void>
+}
+
+/** Escapes a label value for the exposition formats (backslash, double quote, newline). */
+export function escapeLabelValue (value: string): string {
+  return /[\\"\n]/.test(value) ? value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n') : value
+}
+
+/** Escapes HELP text (backslash and newline). */
+export function escapeHelp (text: string): string {
+  return text.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')
+}
+
+/** Formats a sample value the way prom-client does (`+Inf`, `-Inf`, `NaN`). */
+export function formatValue (value: number): string {
+  if (Number.isFinite(value)) return String(value)
+  if (Number.isNaN(value)) return 'NaN'
+  return value > 0 ? '+Inf' : '-Inf'
+}
+
+function labelText (labelNames: readonly string[], values: readonly string[]): string {
+  let out = ''
+  for (let i = 0; i < labelNames.length; i++) {
+    if (i > 0) out += ','
+    out += `${labelNames[i]}="${escapeLabelValue(values[i])}"`
+  }
+  return out
+}
+
+/** Base of every series: its label values, as an object and as pre-rendered exposition text. */
+export abstract class BaseSeries {
+  /** Label values as an object (prom-client's shape). */
+  readonly labels: Record<string, string>
+  /** `name="value",...` ready for exposition, escaped. */
+  readonly labelText: string
+
+  constructor (labelNames: readonly string[], values: readonly string[]) {
+    const labels: Record<string, string> = {}
+    for (let i = 0; i < labelNames.length; i++) labels[labelNames[i]] = values[i]
+    this.labels = labels
+    this.labelText = labelText(labelNames, values)
+  }
+}
+
+/** One counter series. */
+export class CounterSeries extends BaseSeries {
+  value = 0
+  /** Adds `n` (default 1). Negative amounts are ignored: counters never go down. */
+  inc (n = 1): void {
+    if (n > 0) this.value += n
+  }
+}
+
+/** One gauge series. */
+export class GaugeSeries extends BaseSeries {
+  value = 0
+  set (v: number): void { this.value = v }
+  inc (n = 1): void { this.value += n }
+  dec (n = 1): void { this.value -= n }
+}
+
+/** One histogram series. Bucket counts are kept non-cumulative and summed when read. */
+export class HistogramSeries extends BaseSeries {
+  readonly upperBounds: Float64Array
+  /** counts[i] = observations in (upperBounds[i-1], upperBounds[i]]; the last slot is +Inf. */
+  readonly counts: Float64Array
+  sum = 0
+  count = 0
+
+  constructor (labelNames: readonly string[], values: readonly string[], upperBounds: Float64Array) {
+    super(labelNames, values)
+    this.upperBounds = upperBounds
+    this.counts = new Float64Array(upperBounds.length + 1)
+  }
+
+  /** Records one observation. */
+  observe (v: number): void {
+    const bounds = this.upperBounds
+    const n = bounds.length
+    let i = 0
+    // Observations are mostly small (fast requests, small bodies): a forward scan beats bisection here.
+    while (i < n && v > bounds[i]) i++
+    this.counts[i]++
+    this.sum += v
+    this.count++
+  }
+}
+
+/**
+ * A metric family: a name, a type, label names, and its series by label values.
+ * @typeParam S the series class
+ */
+export abstract class MetricFamily<S> {
+  readonly name: string
+  readonly help: string
+  abstract readonly type: FamilyType
+  readonly labelNames: readonly string[]
+  /** How prom-client's cluster aggregator combines this family across workers. */
+  aggregator: 'sum' | 'max' | 'min' | 'average' | 'first' | 'omit' = 'sum'
+  protected readonly series = new Map<string, S>()
+  private readonly maxSeries: number
+  private readonly onOverflow: ((family: MetricFamily<unknown>) => void) | undefined
+  private overflowSeries: S | undefined
+  readonly collect: ((family: MetricFamily<unknown>) => void | Promise<void>) | undefined
+
+  constructor (config: FamilyConfig) {
+    this.name = config.name
+    this.help = config.help
+    this.labelNames = Object.freeze([...config.labelNames])
+    this.maxSeries = config.maxSeries ?? Infinity
+    this.onOverflow = config.onOverflow
+    this.collect = config.collect
+  }
+
+  protected abstract create (values: readonly string[]): S
+
+  /**
+   * The series for these label values, created on first use. Resolve it once and keep it:
+   * this is the only place that builds a key.
+   */
+  child (...values: string[]): S {
+    if (values.length !== this.labelNames.length) throw new FNM_ERR_LABELS(this.name, this.labelNames.length, values.length)
+    const key = values.length === 1 ? values[0] : values.join('\u0000')
+    let s = this.series.get(key)
+    if (s === undefined) {
+      if (this.series.size >= this.maxSeries) return this.overflow()
+      s = this.create(values.map(String))
+      this.series.set(key, s)
+    }
+    return s
+  }
+
+  private overflow (): S {
+    if (this.onOverflow !== undefined) this.onOverflow(this as MetricFamily<unknown>)
+    if (this.overflowSeries === undefined) {
+      this.overflowSeries = this.create(this.labelNames.map(() => OVERFLOW_LABEL_VALUE))
+    }
+    return this.overflowSeries
+  }
+
+  /** Every series, the overflow series last. */
+  * entries (): IterableIterator<S> {
+    yield * this.series.values()
+    if (this.overflowSeries !== undefined) yield this.overflowSeries
+  }
+
+  /** Number of series, the overflow series included. */
+  get size (): number {
+    return this.series.size + (this.overflowSeries === undefined ? 0 : 1)
+  }
+
+  /** Forgets every series (scrape-time gauges start each read from nothing). */
+  reset (): void {
+    this.series.clear()
+    this.overflowSeries = undefined
+  }
+
+  /** Runs the scrape-time collector, if any. */
+  async prepare (): Promise<void> {
+    if (this.collect !== undefined) await this.collect(this as MetricFamily<unknown>)
+  }
+
+  /** prom-client's view of the family (used by `registry.getMetricsAsJSON()` and `registry.metrics()`). */
+  async get (): Promise<MetricObjectWithValues<MetricValue<string>>> {
+    await this.prepare()
+    return { name: this.name, help: this.help, type: this.type as never, aggregator: this.aggregator, values: this.values() } as unknown as MetricObjectWithValues<MetricValue<string>>
+  }
+
+  protected abstract values (): Array<MetricValue<string>>
+
+  /** Appends the family's samples (no HELP/TYPE lines) as exposition text. */
+  abstract renderSamples (out: string[], sampleName: string): void
+}
+
+/** A counter family. Counter names end in `_total`. */
+export class CounterFamily extends MetricFamily<CounterSeries> {
+  readonly type = 'counter'
+  protected create (values: readonly string[]): CounterSeries {
+    return new CounterSeries(this.labelNames, values)
+  }
+
+  protected values (): Array<MetricValue<string>> {
+    const out: Array<MetricValue<string>> = []
+    for (const s of this.entries()) out.push({ labels: { ...s.labels }, value: s.value })
+    return out
+  }
+
+  renderSamples (out: string[], sampleName: string): void {
+    for (const s of this.entries()) {
+      out.push(s.labelText === '' ? `${sampleName} ${formatValue(s.value)}` : `${sampleName}{${s.labelText}} ${formatValue(s.value)}`)
+    }
+  }
+}
+
+/** A gauge family. */
+export class GaugeFamily extends MetricFamily<GaugeSeries> {
+  readonly type = 'gauge'
+  protected create (values: readonly string[]): GaugeSeries {
+    return new GaugeSeries(this.labelNames, values)
+  }
+
+  protected values (): Array<MetricValue<string>> {
+    const out: Array<MetricValue<string>> = []
+    for (const s of this.entries()) out.push({ labels: { ...s.labels }, value: s.value })
+    return out
+  }
+
+  renderSamples (out: string[], sampleName: string): void {
+    for (const s of this.entries()) {
+      out.push(s.labelText === '' ? `${sampleName} ${formatValue(s.value)}` : `${sampleName}{${s.labelText}} ${formatValue(s.value)}`)
+    }
+  }
+}
+
+/** A histogram family with fixed upper bounds (sorted, finite; `+Inf` is implicit). */
+export class HistogramFamily extends MetricFamily<HistogramSeries> {
+  readonly type = 'histogram'
+  readonly upperBounds: Float64Array
+  private readonly leText: readonly string[]
+
+  constructor (config: FamilyConfig & { buckets: readonly number[] }) {
+    super(config)
+    this.upperBounds = Float64Array.from(config.buckets)
+    this.leText = [...config.buckets.map(formatValue), '+Inf']
+  }
+
+  protected create (values: readonly string[]): HistogramSeries {
+    return new HistogramSeries(this.labelNames, values, this.upperBounds)
+  }
+
+  protected values (): Array<MetricValue<string>> {
+    const out: Array<MetricValueWithName<string>> = []
+    for (const s of this.entries()) {
+      let acc = 0
+      for (let i = 0; i < this.leText.length; i++) {
+        acc += s.counts[i]
+        out.push({ metricName: `${this.name}_bucket`, labels: { ...s.labels, le: this.leText[i] }, value: acc })
+      }
+      out.push({ metricName: `${this.name}_sum`, labels: { ...s.labels }, value: s.sum })
+      out.push({ metricName: `${this.name}_count`, labels: { ...s.labels }, value: s.count })
+    }
+    return out
+  }
+
+  renderSamples (out: string[], sampleName: string): void {
+    const le = this.leText
+    for (const s of this.entries()) {
+      const sep = s.labelText === '' ? '' : ','
+      const braces = s.labelText === '' ? '' : `{${s.labelText}}`
+      let acc = 0
+      for (let i = 0; i < le.length; i++) {
+        acc += s.counts[i]
+        out.push(`${sampleName}_bucket{${s.labelText}${sep}le="${le[i]}"} ${acc}`)
+      }
+      out.push(`${sampleName}_sum${braces} ${formatValue(s.sum)}`)
+      out.push(`${sampleName}_count${braces} ${s.count}`)
+    }
+  }
+}

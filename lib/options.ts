@@ -1,0 +1,201 @@
+/**
+ * The plugin's options: their types and documentation, their defaults as named constants, and
+ * `resolveOptions()`, which runs once at registration, validates every option (throwing a coded
+ * error that names the option) and returns a deep-frozen, fully defaulted object.
+ */
+import { Registry } from 'prom-client'
+import { FNM_ERR_OPTION_INVALID, FNM_ERR_OPTION_UNKNOWN } from './errors'
+import { DEFAULT_LATENCY_BUCKETS, DEFAULT_SIZE_BUCKETS } from './metrics'
+
+/** Default path of the metrics endpoint. */
+export const DEFAULT_ENDPOINT = '/metrics'
+/** Default prefix of every metric name: none, as in the spec. */
+export const DEFAULT_PREFIX = ''
+/** Default cap on series per family; beyond it new label sets fold into `__overflow__`. */
+export const DEFAULT_MAX_SERIES_PER_METRIC = 10_000
+/** The environment variable that turns the plugin on when `enabled` is not given (NetBox's name). */
+export const ENABLED_ENV = 'METRICS_ENABLED'
+/** Values of `METRICS_ENABLED` that mean "on", compared case-insensitively. */
+export const TRUTHY_ENV_VALUES: readonly string[] = Object.freeze(['true', '1', 'yes', 'on'])
+
+/** Options of `netboxMetrics`. Every field is optional. */
+export interface NetboxMetricsOptions {
+  /**
+   * Turns the plugin on. When false there is no endpoint (404), no hook and no per-request work;
+   * `app.metrics` still exists.
+   * @default METRICS_ENABLED is "true", "1", "yes" or "on" (any case); otherwise false
+   */
+  enabled?: boolean
+  /**
+   * Path of the metrics endpoint (GET and HEAD). Must start with `/`.
+   * @default '/metrics'
+   */
+  endpoint?: string
+  /**
+   * Prepended to every metric name, default metrics included.
+   * @default ''
+   */
+  prefix?: string
+  /**
+   * The prom-client Registry to use. By default each plugin instance makes its own, so two
+   * Fastify apps in one process never collide. Pass one to share it with your own metrics.
+   * @default new Registry()
+   */
+  registry?: Registry
+  /**
+   * prom-client's process and Node.js metrics (`process_*`, `nodejs_*`).
+   * @default true
+   */
+  defaultMetrics?: boolean
+  /** Histogram upper bounds: ascending, non-negative, finite, at least one each. */
+  buckets?: {
+    /** @default DEFAULT_LATENCY_BUCKETS (seconds) */
+    latency?: readonly number[]
+    /** @default DEFAULT_SIZE_BUCKETS (bytes) */
+    size?: readonly number[]
+  }
+  /**
+   * Routes to leave out of every HTTP family: route templates as registered (`'/health'`,
+   * prefixes included) or RegExps tested against them.
+   * @default []
+   */
+  exclude?: ReadonlyArray<string | RegExp>
+  /**
+   * Most series one family may hold; a new label set beyond it is recorded under
+   * `__overflow__` and counted in `metrics_series_dropped_total`.
+   * @default 10000
+   */
+  maxSeriesPerMetric?: number
+}
+
+/** The options after `resolveOptions()`: every field present, the whole object frozen. */
+export interface ResolvedOptions {
+  readonly enabled: boolean
+  readonly endpoint: string
+  readonly prefix: string
+  readonly registry: Registry
+  readonly defaultMetrics: boolean
+  readonly buckets: { readonly latency: readonly number[], readonly size: readonly number[] }
+  readonly exclude: ReadonlyArray<string | RegExp>
+  readonly maxSeriesPerMetric: number
+}
+
+const KNOWN_KEYS = new Set<string>(['enabled', 'endpoint', 'prefix', 'registry', 'defaultMetrics', 'buckets', 'exclude', 'maxSeriesPerMetric'])
+const METRIC_NAME_PREFIX = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/
+
+function describe (value: unknown): string {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'an array'
+  if (typeof value === 'string') return `the string ${JSON.stringify(value)}`
+  return typeof value === 'object' ? 'an object' : `${typeof value} ${String(value)}`
+}
+
+/** Reads `METRICS_ENABLED` the way NetBox does. */
+export function enabledFromEnv (env: NodeJS.ProcessEnv = process.env): boolean {
+  const raw = env[ENABLED_ENV]
+  return raw !== undefined && TRUTHY_ENV_VALUES.includes(raw.trim().toLowerCase())
+}
+
+function optionalBoolean (name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback
+  if (typeof value !== 'boolean') throw new FNM_ERR_OPTION_INVALID(name, `expected a boolean, got ${describe(value)}`)
+  return value
+}
+
+function resolveBuckets (name: string, value: unknown, fallback: readonly number[]): readonly number[] {
+  if (value === undefined) return fallback
+  if (!Array.isArray(value) || value.length === 0) throw new FNM_ERR_OPTION_INVALID(name, `expected a non-empty array of numbers, got ${describe(value)}`)
+  for (let i = 0; i < value.length; i++) {
+    const b = value[i]
+    if (typeof b !== 'number' || !Number.isFinite(b)) throw new FNM_ERR_OPTION_INVALID(`${name}[${i}]`, `expected a finite number, got ${describe(b)}`)
+    if (b < 0) throw new FNM_ERR_OPTION_INVALID(`${name}[${i}]`, `buckets must not be negative, got ${b}`)
+    if (i > 0 && b <= value[i - 1]) throw new FNM_ERR_OPTION_INVALID(`${name}[${i}]`, `buckets must be strictly ascending, got ${value[i - 1]} then ${b}`)
+  }
+  return Object.freeze([...value])
+}
+
+function isRegistry (value: unknown): value is Registry {
+  if (value instanceof Registry) return true
+  // Another copy of prom-client 15 still has the same shape.
+  const r = value as Partial<Registry> | null
+  return r !== null && typeof r === 'object' && typeof r.registerMetric === 'function' &&
+    typeof r.getSingleMetric === 'function' && typeof r.getMetricsAsArray === 'function'
+}
+
+/**
+ * Validates the user's options and returns the frozen, defaulted result. Never mutates `opts`.
+ * @throws FNM_ERR_OPTION_UNKNOWN for a key the plugin does not know
+ * @throws FNM_ERR_OPTION_INVALID for a value of the wrong type or out of range
+ */
+export function resolveOptions (opts: unknown, env: NodeJS.ProcessEnv = process.env): ResolvedOptions {
+  if (opts === undefined || opts === null) opts = {}
+  if (typeof opts !== 'object' || Array.isArray(opts)) throw new FNM_ERR_OPTION_INVALID('options', `expected an object, got ${describe(opts)}`)
+  const o = opts as Record<string, unknown>
+  for (const key of Object.keys(o)) {
+    if (!KNOWN_KEYS.has(key)) throw new FNM_ERR_OPTION_UNKNOWN(key)
+  }
+
+  const enabled = optionalBoolean('enabled', o.enabled, enabledFromEnv(env))
+
+  let endpoint = DEFAULT_ENDPOINT
+  if (o.endpoint !== undefined) {
+    if (typeof o.endpoint !== 'string') throw new FNM_ERR_OPTION_INVALID('endpoint', `expected a string, got ${describe(o.endpoint)}`)
+    if (!o.endpoint.startsWith('/')) throw new FNM_ERR_OPTION_INVALID('endpoint', `must start with '/', got ${JSON.stringify(o.endpoint)}`)
+    endpoint = o.endpoint
+  }
+
+  let prefix = DEFAULT_PREFIX
+  if (o.prefix !== undefined) {
+    if (typeof o.prefix !== 'string') throw new FNM_ERR_OPTION_INVALID('prefix', `expected a string, got ${describe(o.prefix)}`)
+    if (o.prefix !== '' && !METRIC_NAME_PREFIX.test(o.prefix)) throw new FNM_ERR_OPTION_INVALID('prefix', `must be a valid start of a metric name ([a-zA-Z_:][a-zA-Z0-9_:]*), got ${JSON.stringify(o.prefix)}`)
+    prefix = o.prefix
+  }
+
+  let registry: Registry
+  if (o.registry === undefined) registry = new Registry()
+  else if (isRegistry(o.registry)) registry = o.registry
+  else throw new FNM_ERR_OPTION_INVALID('registry', `expected a prom-client Registry, got ${describe(o.registry)}`)
+
+  const defaultMetrics = optionalBoolean('defaultMetrics', o.defaultMetrics, true)
+
+  let buckets = { latency: DEFAULT_LATENCY_BUCKETS, size: DEFAULT_SIZE_BUCKETS }
+  if (o.buckets !== undefined) {
+    if (o.buckets === null || typeof o.buckets !== 'object' || Array.isArray(o.buckets)) throw new FNM_ERR_OPTION_INVALID('buckets', `expected an object { latency?, size? }, got ${describe(o.buckets)}`)
+    const b = o.buckets as Record<string, unknown>
+    for (const key of Object.keys(b)) {
+      if (key !== 'latency' && key !== 'size') throw new FNM_ERR_OPTION_UNKNOWN(`buckets.${key}`)
+    }
+    buckets = {
+      latency: resolveBuckets('buckets.latency', b.latency, DEFAULT_LATENCY_BUCKETS),
+      size: resolveBuckets('buckets.size', b.size, DEFAULT_SIZE_BUCKETS)
+    }
+  }
+
+  let exclude: ReadonlyArray<string | RegExp> = []
+  if (o.exclude !== undefined) {
+    if (!Array.isArray(o.exclude)) throw new FNM_ERR_OPTION_INVALID('exclude', `expected an array of strings or RegExps, got ${describe(o.exclude)}`)
+    o.exclude.forEach((e: unknown, i: number) => {
+      if (typeof e !== 'string' && !(e instanceof RegExp)) throw new FNM_ERR_OPTION_INVALID(`exclude[${i}]`, `expected a string or a RegExp, got ${describe(e)}`)
+    })
+    // A RegExp with the g or y flag keeps state between tests; copy it without them.
+    exclude = Object.freeze(o.exclude.map((e: string | RegExp) => typeof e === 'string' ? e : new RegExp(e.source, e.flags.replace(/[gy]/g, ''))))
+  }
+
+  let maxSeriesPerMetric = DEFAULT_MAX_SERIES_PER_METRIC
+  if (o.maxSeriesPerMetric !== undefined) {
+    const m = o.maxSeriesPerMetric
+    if (typeof m !== 'number' || !Number.isInteger(m) || m < 1) throw new FNM_ERR_OPTION_INVALID('maxSeriesPerMetric', `expected a positive integer, got ${describe(m)}`)
+    maxSeriesPerMetric = m
+  }
+
+  return Object.freeze({
+    enabled,
+    endpoint,
+    prefix,
+    registry,
+    defaultMetrics,
+    buckets: Object.freeze(buckets),
+    exclude,
+    maxSeriesPerMetric
+  })
+}
