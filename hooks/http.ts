@@ -320,10 +320,10 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
     }
   })
 
-  const addHook = fastify.addHook
+  const originalAddHook = fastify.addHook
   const wrappingAddHook = function addHook (this: FastifyInstance, name: string, fn: AnyFn): FastifyInstance {
     const phase = HOOK_PHASES.get(name)
-    return (addHook as AnyFn).call(this, name, phase === undefined || typeof fn !== 'function' ? fn : wrapHook(fn, phase))
+    return (originalAddHook as AnyFn).call(this, name, phase === undefined || typeof fn !== 'function' ? fn : wrapHook(fn, phase))
   }
   ;(fastify as unknown as { addHook: unknown }).addHook = wrappingAddHook
 }

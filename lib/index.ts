@@ -6,9 +6,12 @@
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import { collectDefaultMetrics, type Registry } from 'prom-client'
+import * as cacheHooks from '../hooks/cache'
 import { installHttpHooks } from '../hooks/http'
+import * as orm from '../hooks/orm'
 import * as errorCodes from './errors'
 import { negotiateFormat, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE, renderRegistry, type ExpositionFormat } from './exposition'
+import { registerFastifyInfo } from './metadata'
 import { MetricSet } from './metrics'
 import { resolveOptions, type NetboxMetricsOptions, type ResolvedOptions } from './options'
 
@@ -22,6 +25,12 @@ interface MetricsDecorator {
   readonly options: ResolvedOptions
   /** Renders the registry as a scrape would (also when disabled, for tests and custom routes). */
   render: (format?: ExpositionFormat) => Promise<string>
+  /**
+   * Wraps an application cache (a `Map`, a Redis client, an object with `get`/`set`) so it is
+   * counted under `name` in this app's registry; same interface and type as the cache. When the
+   * plugin is disabled it returns the cache itself, unchanged. See `docs/caches.md`.
+   */
+  instrumentCache: <C extends object>(cache: C, opts: cacheHooks.InstrumentCacheOptions) => C
 }
 
 declare module 'fastify' {
@@ -66,7 +75,8 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
     enabled: options.enabled,
     registry,
     options,
-    render: async (format: ExpositionFormat = 'prometheus') => await renderRegistry(registry, format, onCollectError)
+    render: async (format: ExpositionFormat = 'prometheus') => await renderRegistry(registry, format, onCollectError),
+    instrumentCache: <C extends object>(cache: C, o: cacheHooks.InstrumentCacheOptions): C => cacheHooks.instrumentCacheFor(options.enabled ? metrics : undefined, cache, o)
   })
   fastify.decorate('metrics', decorator)
   if (!options.enabled) return
@@ -77,8 +87,16 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
   if (options.defaultMetrics && registry.getSingleMetric(`${options.prefix}process_cpu_user_seconds_total`) === undefined) {
     collectDefaultMetrics({ register: registry, prefix: options.prefix })
   }
+  registerFastifyInfo(metrics, fastify.version)
+  // Standalone instrumentCache() wrappers and InstrumentedCacheAdapters count into the first
+  // enabled plugin still open (hooks/cache.ts, "Late binding").
+  if (cacheHooks.bindStandaloneCaches(metrics)) fastify.addHook('onClose', async () => { cacheHooks.releaseStandaloneCaches(metrics) })
 
   installHttpHooks(fastify, { metrics, exclude: options.exclude, onInternalError })
+
+  // ORM and database families (hooks/orm.ts), for each MikroORM instance given.
+  const detachOrms = options.orm.map((instance) => orm.attachOrm(instance, metrics, onInternalError))
+  if (detachOrms.length > 0) fastify.addHook('onClose', async function netboxMetricsDetachOrm () { for (const detach of detachOrms) detach() })
 
   fastify.route({
     method: 'GET',
@@ -103,12 +121,31 @@ declare namespace netboxMetrics {
   export const netboxMetrics: FastifyPluginAsync<NetboxMetricsOptions>
   export { netboxMetrics as default }
   export import errors = errorCodes
+  export import MetricsSubscriber = orm.MetricsSubscriber
   export const PROMETHEUS_CONTENT_TYPE: string
   export const OPENMETRICS_CONTENT_TYPE: string
+  export type InstrumentCacheOptions = cacheHooks.InstrumentCacheOptions
+  export type InstrumentedCacheAdapterOptions = cacheHooks.InstrumentedCacheAdapterOptions
+  export const instrumentCache: typeof cacheHooks.instrumentCache
+  export import InstrumentedCacheAdapter = cacheHooks.InstrumentedCacheAdapter
 }
 export = netboxMetrics
-module.exports.default = netboxMetrics
-module.exports.netboxMetrics = netboxMetrics
-module.exports.errors = errorCodes
-module.exports.PROMETHEUS_CONTENT_TYPE = PROMETHEUS_CONTENT_TYPE
-module.exports.OPENMETRICS_CONTENT_TYPE = OPENMETRICS_CONTENT_TYPE
+// TypeScript emits `module.exports = netboxMetrics` last, so the named exports are set on the function itself.
+const exported = netboxMetrics as unknown as Record<string, unknown>
+exported.default = netboxMetrics
+exported.netboxMetrics = netboxMetrics
+exported.errors = errorCodes
+exported.PROMETHEUS_CONTENT_TYPE = PROMETHEUS_CONTENT_TYPE
+exported.OPENMETRICS_CONTENT_TYPE = OPENMETRICS_CONTENT_TYPE
+exported.instrumentCache = cacheHooks.instrumentCache
+exported.InstrumentedCacheAdapter = cacheHooks.InstrumentedCacheAdapter
+
+// Literal assignments so that Node's cjs-module-lexer sees these names for ESM named imports
+// (`import { netboxMetrics } from ...`); the values above are what require() and import return.
+module.exports.default = exported.default
+module.exports.netboxMetrics = exported.netboxMetrics
+module.exports.errors = exported.errors
+module.exports.PROMETHEUS_CONTENT_TYPE = exported.PROMETHEUS_CONTENT_TYPE
+module.exports.OPENMETRICS_CONTENT_TYPE = exported.OPENMETRICS_CONTENT_TYPE
+module.exports.instrumentCache = exported.instrumentCache
+module.exports.InstrumentedCacheAdapter = exported.InstrumentedCacheAdapter

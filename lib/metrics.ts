@@ -42,6 +42,32 @@ export const CATALOGUE = Object.freeze({
   httpInFlight: spec({ group: 'http', name: 'http_requests_in_flight', type: 'gauge', labelNames: ['method'], help: 'Requests received whose response has not been sent and that were not aborted.' }),
   httpAborted: spec({ group: 'http', name: 'http_requests_aborted_total', type: 'counter', labelNames: ['method', 'route'], help: 'Requests whose client closed the connection before the response was sent.' }),
   httpExceptions: spec({ group: 'http', name: 'http_exceptions_total', type: 'counter', labelNames: ['method', 'route', 'type'], help: 'Errors thrown or rejected by handlers and hooks, by error code or class name.' }),
+  // Caches (observed in hooks/cache.ts)
+  cacheGet: spec({ group: 'cache', name: 'cache_get_total', type: 'counter', labelNames: ['cache'], help: 'Cache reads.' }),
+  cacheHits: spec({ group: 'cache', name: 'cache_get_hits_total', type: 'counter', labelNames: ['cache'], help: 'Cache reads that found a value.' }),
+  cacheMisses: spec({ group: 'cache', name: 'cache_get_misses_total', type: 'counter', labelNames: ['cache'], help: 'Cache reads that found nothing (undefined or null).' }),
+  cacheFails: spec({ group: 'cache', name: 'cache_get_fail_total', type: 'counter', labelNames: ['cache'], help: 'Cache reads that threw or rejected; the error still reached the caller.' }),
+  cacheSets: spec({ group: 'cache', name: 'cache_set_total', type: 'counter', labelNames: ['cache'], help: 'Cache writes.' }),
+  cacheInvalidations: spec({ group: 'cache', name: 'cache_invalidations_total', type: 'counter', labelNames: ['cache'], help: 'Cache entries removed, or the cache cleared (one per call).' }),
+  // Metadata (lib/metadata.ts, lib/migrations.ts)
+  fastifyInfo: spec({ group: 'metadata', name: 'fastify_info', type: 'gauge', labelNames: ['fastify_version', 'node_version', 'plugin_version'], help: 'Always 1; the versions of Fastify, Node.js and fastify-netbox-metrics.' }),
+  migrationsApplied: spec({ group: 'metadata', name: 'db_migrations_applied', type: 'gauge', labelNames: ['context'], help: 'Migrations the MikroORM Migrator has executed; computed at scrape time (cached), never at start-up.' }),
+  migrationsPending: spec({ group: 'metadata', name: 'db_migrations_pending', type: 'gauge', labelNames: ['context'], help: 'Migrations the MikroORM Migrator has not executed yet; computed at scrape time (cached), never at start-up.' }),
+  // ORM (observed in hooks/orm.ts)
+  ormInserts: spec({ group: 'orm', name: 'orm_entity_inserts_total', type: 'counter', labelNames: ['context', 'entity'], help: 'Rows inserted per entity: flushes (once per entity), em.insert/insertMany and QueryBuilder inserts (rows affected); committed work only.' }),
+  ormUpdates: spec({ group: 'orm', name: 'orm_entity_updates_total', type: 'counter', labelNames: ['context', 'entity'], help: 'Rows updated per entity: flushes (once per entity), nativeUpdate and QueryBuilder updates (rows affected); committed work only.' }),
+  ormDeletes: spec({ group: 'orm', name: 'orm_entity_deletes_total', type: 'counter', labelNames: ['context', 'entity'], help: 'Rows deleted per entity: flushes (orphan and cascade removals included), nativeDelete and QueryBuilder deletes (rows affected); committed work only.' }),
+  ormUpserts: spec({ group: 'orm', name: 'orm_entity_upserts_total', type: 'counter', labelNames: ['context', 'entity'], help: 'Entities upserted with em.upsert/upsertMany, once per entity; committed work only.' }),
+  ormInfo: spec({ group: 'metadata', name: 'orm_info', type: 'gauge', labelNames: ['context', 'vendor', 'mikro_orm_version'], help: 'Always 1: the MikroORM instances instrumented, their database platform and MikroORM version.' }),
+  // Database (observed in hooks/orm.ts)
+  dbNewConnections: spec({ group: 'db', name: 'db_new_connections_total', type: 'counter', labelNames: ['context', 'vendor'], help: 'Physical database connections opened by the pool.' }),
+  dbNewConnectionErrors: spec({ group: 'db', name: 'db_new_connection_errors_total', type: 'counter', labelNames: ['context', 'vendor'], help: 'Attempts to open a physical database connection that failed.' }),
+  dbExecute: spec({ group: 'db', name: 'db_execute_total', type: 'counter', labelNames: ['context', 'vendor'], help: 'SQL statements MikroORM sent (queries, DML, DDL; transaction control statements are not counted).' }),
+  dbErrors: spec({ group: 'db', name: 'db_errors_total', type: 'counter', labelNames: ['context', 'vendor', 'type'], help: 'SQL statements that failed, by the MikroORM exception name of their SQLSTATE (DatabaseError when unknown).' }),
+  dbDuration: spec({ group: 'db', name: 'db_query_duration_seconds', type: 'histogram', buckets: 'latency', labelNames: ['context', 'vendor', 'operation'], help: 'Duration of each SQL statement (pool wait included), by operation: select, insert, update, delete or other.' }),
+  dbTransactions: spec({ group: 'db', name: 'db_transactions_total', type: 'counter', labelNames: ['context', 'vendor', 'outcome'], help: 'Top-level transactions that ended, by outcome: commit or rollback (savepoints are not counted).' }),
+  dbPoolConnections: spec({ group: 'db', name: 'db_pool_connections', type: 'gauge', labelNames: ['context', 'vendor', 'state'], help: 'Pool connections at scrape time: idle, used, and pending (callers waiting for a connection).' }),
+  dbPoolMax: spec({ group: 'db', name: 'db_pool_max_connections', type: 'gauge', labelNames: ['context', 'vendor'], help: 'The configured maximum size of the connection pool.' }),
   // The package itself
   selfErrors: spec({ group: 'self', name: 'metrics_errors_total', type: 'counter', labelNames: ['component'], help: 'Exceptions caught inside the metrics package itself; they never reach the application.' }),
   selfDropped: spec({ group: 'self', name: 'metrics_series_dropped_total', type: 'counter', labelNames: ['metric'], help: 'New label sets folded into __overflow__ because the family reached its series cap.' })

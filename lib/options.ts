@@ -6,6 +6,7 @@
 import { Registry } from 'prom-client'
 import { FNM_ERR_OPTION_INVALID, FNM_ERR_OPTION_UNKNOWN } from './errors'
 import { DEFAULT_LATENCY_BUCKETS, DEFAULT_SIZE_BUCKETS } from './metrics'
+import { isMikroOrm } from '../hooks/orm'
 
 /** Default path of the metrics endpoint. */
 export const DEFAULT_ENDPOINT = '/metrics'
@@ -66,6 +67,12 @@ export interface NetboxMetricsOptions {
    * @default 10000
    */
   maxSeriesPerMetric?: number
+  /**
+   * A MikroORM instance (6.4+ or 7), or several: turns on the ORM and database families for
+   * them (`context` label: each ORM's `contextName`). See `docs/orm.md`.
+   * @default []
+   */
+  orm?: object | readonly object[]
 }
 
 /** The options after `resolveOptions()`: every field present, the whole object frozen. */
@@ -78,9 +85,11 @@ export interface ResolvedOptions {
   readonly buckets: { readonly latency: readonly number[], readonly size: readonly number[] }
   readonly exclude: ReadonlyArray<string | RegExp>
   readonly maxSeriesPerMetric: number
+  /** The MikroORM instances to instrument (possibly none). */
+  readonly orm: readonly object[]
 }
 
-const KNOWN_KEYS = new Set<string>(['enabled', 'endpoint', 'prefix', 'registry', 'defaultMetrics', 'buckets', 'exclude', 'maxSeriesPerMetric'])
+const KNOWN_KEYS = new Set<string>(['enabled', 'endpoint', 'prefix', 'registry', 'defaultMetrics', 'buckets', 'exclude', 'maxSeriesPerMetric', 'orm'])
 const METRIC_NAME_PREFIX = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/
 
 function describe (value: unknown): string {
@@ -171,7 +180,7 @@ export function resolveOptions (opts: unknown, env: NodeJS.ProcessEnv = process.
     }
   }
 
-  let exclude: ReadonlyArray<string | RegExp> = []
+  let exclude: ReadonlyArray<string | RegExp> = Object.freeze([])
   if (o.exclude !== undefined) {
     if (!Array.isArray(o.exclude)) throw new FNM_ERR_OPTION_INVALID('exclude', `expected an array of strings or RegExps, got ${describe(o.exclude)}`)
     o.exclude.forEach((e: unknown, i: number) => {
@@ -188,6 +197,15 @@ export function resolveOptions (opts: unknown, env: NodeJS.ProcessEnv = process.
     maxSeriesPerMetric = m
   }
 
+  let orm: readonly object[] = []
+  if (o.orm !== undefined) {
+    const list: unknown[] = Array.isArray(o.orm) ? o.orm : [o.orm]
+    list.forEach((x, i) => {
+      if (!isMikroOrm(x)) throw new FNM_ERR_OPTION_INVALID(Array.isArray(o.orm) ? `orm[${i}]` : 'orm', `expected a MikroORM instance (from MikroORM.init()), got ${describe(x)}`)
+    })
+    orm = Object.freeze([...new Set(list as object[])])
+  }
+
   return Object.freeze({
     enabled,
     endpoint,
@@ -196,6 +214,7 @@ export function resolveOptions (opts: unknown, env: NodeJS.ProcessEnv = process.
     defaultMetrics,
     buckets: Object.freeze(buckets),
     exclude,
-    maxSeriesPerMetric
+    maxSeriesPerMetric,
+    orm
   })
 }

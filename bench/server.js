@@ -1,0 +1,20 @@
+'use strict'
+// One benchmark server: MODE=bare | plugin | fastify-metrics, on PORT, route GET /item/:id.
+const Fastify = require('fastify')
+
+async function main () {
+  const mode = process.env.MODE
+  const app = Fastify({ logger: false })
+  if (mode === 'plugin') {
+    await app.register(require('..'), { enabled: true })
+  } else if (mode === 'fastify-metrics') {
+    await app.register(require('fastify-metrics'), { endpoint: '/metrics' })
+  } else if (mode !== 'bare') {
+    throw new Error(`unknown MODE ${mode}`)
+  }
+  app.get('/item/:id', async (request) => ({ id: request.params.id, name: 'device', status: 'active' }))
+  for (let i = 0; i < Number(process.env.EXTRA_ROUTES || 0); i++) app.get(`/extra/${i}/:id`, async () => 'x')
+  await app.listen({ port: Number(process.env.PORT), host: '127.0.0.1' })
+  process.send?.('ready')
+}
+main().catch((err) => { console.error(err); process.exit(1) })

@@ -1,0 +1,25 @@
+/**
+ * The README's metric table and docs/metrics.md list exactly the families the code registers
+ * (the CATALOGUE), with the same types and labels, so docs and code cannot drift apart.
+ */
+import t from 'tap'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { CATALOGUE } from '../lib/metrics'
+
+const root = join(__dirname, '..')
+const families = Object.values(CATALOGUE).map((s) => `${s.name} | ${s.type} | ${s.labelNames.join(', ')}`).sort()
+
+function tableRows (text: string): string[] {
+  return [...text.matchAll(/^\| `([a-z_]+)` \| (counter|gauge|histogram) \| ([a-z_, ]+) \|/gm)].map((m) => `${m[1]} | ${m[2]} | ${m[3].trim()}`).sort()
+}
+
+t.test('README metric table', async (t) => {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8')
+  const table = readme.slice(readme.indexOf('<!-- metric-table:start -->'), readme.indexOf('<!-- metric-table:end -->'))
+  t.same(tableRows(table), families)
+})
+
+t.test('docs/metrics.md', async (t) => {
+  t.same(tableRows(readFileSync(join(root, 'docs', 'metrics.md'), 'utf8')), families)
+})

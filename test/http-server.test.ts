@@ -1,0 +1,122 @@
+/**
+ * A real listening server: client aborts (they need a real socket), chunked uploads, streamed
+ * responses, keep-alive, and the received = completed + aborted + in-flight invariant.
+ */
+import t from 'tap'
+import Fastify from 'fastify'
+import net from 'node:net'
+import http from 'node:http'
+import { Readable } from 'node:stream'
+import netboxMetrics from '../lib/index'
+import { lines, scrape, sum, value } from './helpers/scrape'
+
+function rawRequest (port: number, text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1', () => socket.end(text))
+    let out = ''
+    socket.on('data', (d) => { out += d.toString() })
+    socket.on('end', () => resolve(out))
+    socket.on('error', reject)
+  })
+}
+
+function invariant (body: string): [number, number] {
+  return [sum(body, 'http_requests_received_total'), sum(body, 'http_requests_total') + sum(body, 'http_requests_aborted_total') + sum(body, 'http_requests_in_flight')]
+}
+
+t.test('aborts, chunked uploads and streams over a real socket', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(netboxMetrics, { enabled: true, defaultMetrics: false })
+  let releaseSlow: () => void = () => {}
+  const slowStarted: Array<() => void> = []
+  app.get('/slow', async () => {
+    slowStarted.shift()?.()
+    await new Promise<void>((resolve) => { releaseSlow = resolve })
+    return { done: true }
+  })
+  app.post('/upload', async (request) => ({ got: (request.body as string).length }))
+  app.addContentTypeParser('text/plain', { parseAs: 'string' }, (_req, body, done) => { done(null, body) })
+  app.get('/stream', async (_request, reply) => {
+    reply.type('application/octet-stream')
+    return Readable.from([Buffer.alloc(1000), Buffer.alloc(24)])
+  })
+  app.get('/ok', async () => 'ok')
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = (app.server.address() as net.AddressInfo).port
+
+  // 1. Three clients abort while their handler is running.
+  for (let i = 0; i < 3; i++) {
+    const started = new Promise<void>((resolve) => slowStarted.push(resolve))
+    const req = http.get({ port, host: '127.0.0.1', path: '/slow' })
+    req.on('error', () => {})
+    await started
+    const mid = await scrape(app)
+    t.equal(value(mid, 'http_requests_in_flight{method="GET"}'), 1, 'in flight while the handler runs')
+    req.destroy()
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    releaseSlow() // the handler finishes after the client left: counted once, as aborted
+  }
+  await new Promise((resolve) => setTimeout(resolve, 50))
+
+  // 2. A chunked upload of 3 x 10 bytes.
+  const upload = await rawRequest(port, 'POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\na\r\n0123456789\r\na\r\n0123456789\r\na\r\n0123456789\r\n0\r\n\r\n')
+  t.match(upload, /^HTTP\/1.1 200/)
+
+  // 3. A streamed response of 1024 bytes, and 5 keep-alive requests on one agent.
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+  t.teardown(() => agent.destroy())
+  const get = (path: string): Promise<number> => new Promise((resolve, reject) => {
+    http.get({ port, host: '127.0.0.1', path, agent }, (res) => {
+      let n = 0
+      res.on('data', (d: Buffer) => { n += d.length })
+      res.on('end', () => resolve(n))
+    }).on('error', reject)
+  })
+  t.equal(await get('/stream'), 1024)
+  for (let i = 0; i < 5; i++) await get('/ok')
+
+  const body = await scrape(app)
+  t.same(lines(body, 'http_requests_aborted_total'), [
+    'http_requests_aborted_total{method="GET",route="/ok"} 0',
+    'http_requests_aborted_total{method="GET",route="/slow"} 3',
+    'http_requests_aborted_total{method="GET",route="/stream"} 0',
+    'http_requests_aborted_total{method="POST",route="/upload"} 0'
+  ])
+  t.equal(value(body, 'http_requests_total{method="GET",route="/slow",status_code="200"}'), undefined, 'aborted requests are not completed requests')
+  t.equal(value(body, 'http_request_size_bytes_sum{method="POST",route="/upload"}'), 30, 'chunked body bytes counted')
+  t.equal(value(body, 'http_response_size_bytes_sum{method="GET",route="/stream"}'), 1024, 'streamed bytes counted')
+  t.equal(value(body, 'http_requests_total{method="GET",route="/ok",status_code="200"}'), 5)
+  t.equal(value(body, 'http_requests_in_flight{method="GET"}'), 0)
+  t.equal(value(body, 'http_requests_received_total{method="GET"}'), 9)
+  const [received, accounted] = invariant(body)
+  t.equal(received, accounted, 'received = completed + aborted + in flight')
+})
+
+t.test('the invariant holds at every scrape under concurrent load', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(netboxMetrics, { enabled: true, defaultMetrics: false })
+  app.get('/work', async () => { await new Promise((resolve) => setTimeout(resolve, 2)); return 'ok' })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = (app.server.address() as net.AddressInfo).port
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 16 })
+  t.teardown(() => agent.destroy())
+  const requests: Array<Promise<void>> = []
+  for (let i = 0; i < 400; i++) {
+    requests.push(new Promise((resolve) => {
+      const req = http.get({ port, host: '127.0.0.1', path: '/work', agent }, (res) => { res.resume(); res.on('end', resolve) })
+      req.on('error', () => resolve())
+    }))
+  }
+  // Scrape in the middle of the load: the invariant holds for a consistent snapshot.
+  for (let i = 0; i < 5; i++) {
+    const [received, accounted] = invariant(await scrape(app))
+    t.equal(received, accounted, `mid-load scrape ${i}`)
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+  await Promise.all(requests)
+  const body = await scrape(app)
+  t.equal(value(body, 'http_requests_total{method="GET",route="/work",status_code="200"}'), 400)
+  t.equal(value(body, 'http_requests_in_flight{method="GET"}'), 0)
+})
