@@ -670,12 +670,42 @@ function instrumentationOf (orm: Any): OrmInstrumentation {
   return instr
 }
 
+/**
+ * Per-entity writes of a flush that succeeded, read in `afterFlush` (before MikroORM's
+ * post-commit cleanup clears them): one per change set, plus one update per entity whose change
+ * set MikroORM dropped in favour of an "extra update".
+ *
+ * Why the extra updates: when several entities of one type change the same unique property in one
+ * flush, MikroORM (6 and 7, `UnitOfWork.checkUniqueProps` / `scheduleExtraUpdate`) moves that
+ * property out of every change set but the first into a deferred extra update, to avoid
+ * transient unique violations; a change set left with an empty payload is dropped from
+ * `getChangeSets()`, and the row is written by `commitExtraUpdates` instead. Counting change
+ * sets alone read 1 for two updated entities. Extra updates of entities that keep a change set
+ * (a circular foreign key fixed up after an insert, or a unique property moved out of an update
+ * that changes other fields too) are the same entity's write and are not counted again; extra
+ * updates without a change set (self-referencing M:N collections) write pivot rows, not the
+ * entity, and are not counted.
+ */
 function changeSetCounts (uow: Any): Map<string, number> {
   const counts = new Map<string, number>()
-  for (const cs of uow.getChangeSets() as Iterable<Any>) {
+  const changeSets = uow.getChangeSets() as Any[]
+  for (const cs of changeSets) {
     const kind = CHANGE_SET_KIND[cs.type as string]
     if (kind === undefined) continue
     const key = `${kind}\u0000${cs.meta.className as string}`
+    counts.set(key, (counts.get(key) ?? 0) + 1)
+  }
+  const extra = typeof uow.getExtraUpdates === 'function' ? uow.getExtraUpdates() as Set<Any> | undefined : undefined
+  if (extra === undefined || extra === null || extra.size === 0) return counts
+  let written: Set<unknown> | undefined
+  for (const [entity, , , changeSet] of extra) {
+    if (changeSet === undefined || changeSet === null || entity === undefined || entity === null) continue
+    if (written === undefined) written = new Set(changeSets.map((cs) => cs.entity))
+    if (written.has(entity)) continue
+    written.add(entity)
+    const className: unknown = changeSet.meta?.className ?? entity.__meta?.className
+    if (typeof className !== 'string') continue
+    const key = `${UPDATE}\u0000${className}`
     counts.set(key, (counts.get(key) ?? 0) + 1)
   }
   return counts

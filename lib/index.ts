@@ -13,6 +13,8 @@ import * as errorCodes from './errors'
 import { negotiateFormat, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE, renderRegistry, type ExpositionFormat } from './exposition'
 import { registerFastifyInfo } from './metadata'
 import { MetricSet } from './metrics'
+import { createAccessCheck } from './access'
+import { listenerPort, serveScrape, startListener, type ScrapeServer } from './listener'
 import { resolveOptions, type NetboxMetricsOptions, type ResolvedOptions } from './options'
 
 /** What `app.metrics` holds. It exists whether or not the plugin is enabled. */
@@ -23,6 +25,8 @@ interface MetricsDecorator {
   readonly registry: Registry
   /** The resolved, frozen options. */
   readonly options: ResolvedOptions
+  /** The separate metrics listener when `server` is set and the app is ready, else null. */
+  readonly listener: import('node:http').Server | null
   /** Renders the registry as a scrape would (also when disabled, for tests and custom routes). */
   render: (format?: ExpositionFormat) => Promise<string>
   /**
@@ -71,7 +75,9 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
   const onInternalError = internalErrorReporter(fastify, metrics)
   const onCollectError = (_name: string, err: unknown): void => onInternalError('collector', err)
 
+  let metricsListener: () => import('node:http').Server | null = () => null
   const decorator: MetricsDecorator = Object.freeze({
+    get listener () { return metricsListener() },
     enabled: options.enabled,
     registry,
     options,
@@ -98,17 +104,39 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
   const detachOrms = options.orm.map((instance) => orm.attachOrm(instance, metrics, onInternalError))
   if (detachOrms.length > 0) fastify.addHook('onClose', async function netboxMetricsDetachOrm () { for (const detach of detachOrms) detach() })
 
-  fastify.route({
-    method: 'GET',
-    url: options.endpoint,
-    config: { metrics: false },
-    handler: async function netboxMetricsEndpoint (request, reply) {
-      const format = negotiateFormat(request.headers.accept)
-      reply.header('content-type', format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : PROMETHEUS_CONTENT_TYPE)
-      reply.header('cache-control', 'no-store')
-      return await renderRegistry(registry, format, onCollectError)
-    }
-  })
+  // The endpoint: a route of the app, or its own listener (lib/listener.ts), behind access control (lib/access.ts).
+  const scrapeServer: ScrapeServer = {
+    registry,
+    onCollectError,
+    check: createAccessCheck(options.access.auth, options.access.allow, (err) => onInternalError('auth', err))
+  }
+  if (options.server !== null) {
+    const address = options.server
+    let listener: import('node:http').Server | null = null
+    fastify.addHook('onReady', async function netboxMetricsListen () {
+      listener = await startListener(scrapeServer, options.endpoint, address, (err) => onInternalError('endpoint', err))
+      fastify.log.info({ port: listenerPort(listener), host: address.host, endpoint: options.endpoint }, 'fastify-netbox-metrics: metrics listener started')
+    })
+    fastify.addHook('onClose', async function netboxMetricsCloseListener () {
+      if (listener === null) return
+      const l = listener
+      listener = null
+      l.closeAllConnections()
+      await new Promise<void>((resolve) => l.close(() => resolve()))
+    })
+    metricsListener = () => listener
+  } else {
+    fastify.route({
+      method: 'GET',
+      url: options.endpoint,
+      config: { metrics: false },
+      handler: async function netboxMetricsEndpoint (request, reply) {
+        const answer = await serveScrape(scrapeServer, request.headers, request.ip, request)
+        void reply.code(answer.statusCode).headers(answer.headers)
+        return answer.body
+      }
+    })
+  }
 }
 
 fp(netboxMetrics, { fastify: '5.x', name: 'fastify-netbox-metrics' })

@@ -3,7 +3,9 @@
  * `resolveOptions()`, which runs once at registration, validates every option (throwing a coded
  * error that names the option) and returns a deep-frozen, fully defaulted object.
  */
+import type { BlockList } from 'node:net'
 import { Registry } from 'prom-client'
+import { resolveAllow, resolveAuth, type AuthOption } from './access'
 import { FNM_ERR_OPTION_INVALID, FNM_ERR_OPTION_UNKNOWN } from './errors'
 import { DEFAULT_LATENCY_BUCKETS, DEFAULT_SIZE_BUCKETS } from './metrics'
 import { isMikroOrm } from '../hooks/orm'
@@ -73,6 +75,25 @@ export interface NetboxMetricsOptions {
    * @default []
    */
   orm?: object | readonly object[]
+  /**
+   * Credentials a scrape must present: `{ token }` (Bearer), `{ basic: { username, password } }`,
+   * both (either is accepted), or an async function `(request) => boolean`. `METRICS_TOKEN`
+   * sets a bearer token when this is not given. See `docs/security.md`.
+   * @default none (open), or a bearer token from METRICS_TOKEN
+   */
+  auth?: AuthOption
+  /**
+   * IP addresses and CIDR ranges (IPv4 and IPv6) that may scrape; others get 403. On the app's
+   * port the client address is Fastify's `request.ip`, which honours `trustProxy`.
+   * @default none (any address)
+   */
+  allow?: readonly string[]
+  /**
+   * Serve the endpoint on its own listener instead of the app's port, started when the app is
+   * ready and closed with it. `METRICS_PORT` (and `METRICS_HOST`) set it too.
+   * @default none (the endpoint is a route of the app)
+   */
+  server?: { port: number, host?: string }
 }
 
 /** The options after `resolveOptions()`: every field present, the whole object frozen. */
@@ -87,9 +108,13 @@ export interface ResolvedOptions {
   readonly maxSeriesPerMetric: number
   /** The MikroORM instances to instrument (possibly none). */
   readonly orm: readonly object[]
+  /** Access control, null when the endpoint is open. */
+  readonly access: { readonly auth: ReturnType<typeof resolveAuth>, readonly allow: BlockList | null }
+  /** The separate listener, null when the endpoint is a route of the app. */
+  readonly server: { readonly port: number, readonly host: string } | null
 }
 
-const KNOWN_KEYS = new Set<string>(['enabled', 'endpoint', 'prefix', 'registry', 'defaultMetrics', 'buckets', 'exclude', 'maxSeriesPerMetric', 'orm'])
+const KNOWN_KEYS = new Set<string>(['enabled', 'endpoint', 'prefix', 'registry', 'defaultMetrics', 'buckets', 'exclude', 'maxSeriesPerMetric', 'orm', 'auth', 'allow', 'server'])
 const METRIC_NAME_PREFIX = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/
 
 function describe (value: unknown): string {
@@ -206,6 +231,9 @@ export function resolveOptions (opts: unknown, env: NodeJS.ProcessEnv = process.
     orm = Object.freeze([...new Set(list as object[])])
   }
 
+  const access = Object.freeze({ auth: resolveAuth(o.auth, env), allow: resolveAllow(o.allow) })
+  const server = resolveServer(o.server, env)
+
   return Object.freeze({
     enabled,
     endpoint,
@@ -215,6 +243,35 @@ export function resolveOptions (opts: unknown, env: NodeJS.ProcessEnv = process.
     buckets: Object.freeze(buckets),
     exclude,
     maxSeriesPerMetric,
-    orm
+    orm,
+    access,
+    server
   })
+}
+
+/** The environment variable that moves the endpoint to its own port (like `server.port`). */
+export const PORT_ENV = 'METRICS_PORT'
+/** The environment variable for the separate listener's host (like `server.host`). */
+export const HOST_ENV = 'METRICS_HOST'
+/** Default host of the separate listener: loopback, so nothing is exposed by accident. */
+export const DEFAULT_SERVER_HOST = '127.0.0.1'
+
+function resolvePort (name: string, value: unknown): number {
+  const port = typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : value
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) throw new FNM_ERR_OPTION_INVALID(name, `expected a port number (0-65535), got ${describe(value)}`)
+  return port
+}
+
+function resolveServer (value: unknown, env: NodeJS.ProcessEnv): ResolvedOptions['server'] {
+  if (value === undefined) {
+    const port = env[PORT_ENV]
+    if (port === undefined || port === '') return null
+    return Object.freeze({ port: resolvePort(PORT_ENV, port), host: env[HOST_ENV] ?? DEFAULT_SERVER_HOST })
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new FNM_ERR_OPTION_INVALID('server', `expected { port, host? }, got ${describe(value)}`)
+  const o = value as Record<string, unknown>
+  for (const k of Object.keys(o)) if (k !== 'port' && k !== 'host') throw new FNM_ERR_OPTION_UNKNOWN(`server.${k}`)
+  const port = resolvePort('server.port', o.port)
+  if (o.host !== undefined && (typeof o.host !== 'string' || o.host === '')) throw new FNM_ERR_OPTION_INVALID('server.host', `expected a host name or address, got ${describe(o.host)}`)
+  return Object.freeze({ port, host: (o.host as string | undefined) ?? DEFAULT_SERVER_HOST })
 }

@@ -5,7 +5,7 @@
  */
 import Fastify from 'fastify'
 import netboxMetrics from '../../lib/index'
-import { MetricsSubscriber } from '../../lib/index'
+import { MetricsSubscriber } from '../../hooks/orm'
 import { startDatabase } from '../../examples/db'
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
