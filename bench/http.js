@@ -17,7 +17,9 @@ const opt = (name, def) => { const i = args.indexOf(`--${name}`); return i === -
 const ROUNDS = opt('rounds', 7)
 const SECONDS = opt('seconds', 3)
 const CONNECTIONS = opt('connections', 32)
-const MODES = ['bare', 'plugin', 'fastify-metrics']
+const MODES = (process.env.BENCH_MODES || 'bare,plugin,fastify-metrics').split(',')
+const EXTRA_ROUTES = opt('routes', 0)
+const OUT = process.env.BENCH_OUT || 'http.json'
 
 const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0
 const useTaskset = has('taskset') && os.cpus().length >= 2
@@ -27,11 +29,24 @@ function startServer (mode, port) {
   return new Promise((resolve, reject) => {
     const execArgv = []
     const child = useTaskset
-      ? fork(join(__dirname, 'server.js'), [], { env: { ...process.env, MODE: mode, PORT: String(port) }, execPath: 'taskset', execArgv: ['-c', '0', process.execPath, ...execArgv] })
-      : fork(join(__dirname, 'server.js'), [], { env: { ...process.env, MODE: mode, PORT: String(port) } })
+      ? fork(join(__dirname, 'server.js'), [], { env: { ...process.env, MODE: mode, PORT: String(port), EXTRA_ROUTES: String(EXTRA_ROUTES) }, execPath: 'taskset', execArgv: ['-c', '0', process.execPath, ...execArgv] })
+      : fork(join(__dirname, 'server.js'), [], { env: { ...process.env, MODE: mode, PORT: String(port), EXTRA_ROUTES: String(EXTRA_ROUTES) } })
     child.once('message', () => resolve(child))
     child.once('exit', (code) => reject(new Error(`${mode} server exited ${code}`)))
   })
+}
+
+function stats (child) {
+  return new Promise((resolve) => { child.once('message', resolve); child.send('stats') })
+}
+
+async function measure (server, seconds) {
+  const before = await stats(server.child)
+  const r = load(server.port, seconds)
+  const after = await stats(server.child)
+  const cpuUs = (after.cpu.user + after.cpu.system) - (before.cpu.user + before.cpu.system)
+  r.cpuNsPerRequest = (cpuUs * 1000) / Math.max(1, after.served - before.served)
+  return r
 }
 
 function load (port, seconds) {
@@ -61,7 +76,7 @@ async function main () {
     for (let r = 0; r < ROUNDS; r++) {
       const order = r % 2 === 0 ? MODES : [...MODES].reverse()
       const round = {}
-      for (const mode of order) round[mode] = load(servers[mode].port, SECONDS)
+      for (const mode of order) round[mode] = await measure(servers[mode], SECONDS)
       rounds.push(round)
       process.stderr.write(`round ${r + 1}/${ROUNDS}: ${MODES.map((m) => `${m} ${Math.round(round[m].rps)}/s`).join(', ')}\n`)
     }
@@ -70,25 +85,31 @@ async function main () {
     const result = {
       date: new Date().toISOString(),
       machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, pinned: useTaskset, loadTool: useWrk ? 'wrk' : 'autocannon' },
-      method: { rounds: ROUNDS, seconds: SECONDS, connections: CONNECTIONS, route: 'GET /item/:id (small JSON)' },
+      method: { rounds: ROUNDS, seconds: SECONDS, connections: CONNECTIONS, route: 'GET /item/:id (small JSON)', extraRoutes: EXTRA_ROUTES },
       medianRps: Object.fromEntries(MODES.map((m) => [m, Math.round(median(rounds.map((r) => r[m].rps)))])),
       medianP99ms: Object.fromEntries(MODES.map((m) => [m, median(rounds.map((r) => r[m].p99ms))])),
+      medianCpuNsPerRequest: Object.fromEntries(MODES.map((m) => [m, Math.round(median(rounds.map((r) => r[m].cpuNsPerRequest)))])),
+      // The plugin's own cost: CPU per request above bare Fastify's, pair by pair within a round.
+      pluginCostNsPerRequest: summary(rounds.map((r) => r.plugin.cpuNsPerRequest - r.bare.cpuNsPerRequest)),
       ratios: {
         pluginVsBare: summary(ratio('plugin', 'bare')),
-        fastifyMetricsVsBare: summary(ratio('fastify-metrics', 'bare')),
-        pluginVsFastifyMetrics: summary(ratio('plugin', 'fastify-metrics')),
+        ...(MODES.includes('fastify-metrics') ? { fastifyMetricsVsBare: summary(ratio('fastify-metrics', 'bare')), pluginVsFastifyMetrics: summary(ratio('plugin', 'fastify-metrics')) } : {}),
         pluginP99VsBare: summary(p99ratio('plugin', 'bare'))
       },
       rounds
     }
     mkdirSync(join(__dirname, 'results'), { recursive: true })
-    writeFileSync(join(__dirname, 'results', 'http.json'), JSON.stringify(result, null, 2) + '\n')
-    console.log('| server | median req/s | ratio to bare (median [min, max]) | p99 ms |')
-    console.log('|---|---|---|---|')
-    console.log(`| bare Fastify | ${result.medianRps.bare} | 1.00 | ${result.medianP99ms.bare} |`)
-    console.log(`| fastify-netbox-metrics | ${result.medianRps.plugin} | ${fmt(result.ratios.pluginVsBare)} | ${result.medianP99ms.plugin} |`)
-    console.log(`| fastify-metrics | ${result.medianRps['fastify-metrics']} | ${fmt(result.ratios.fastifyMetricsVsBare)} | ${result.medianP99ms['fastify-metrics']} |`)
-    console.log(`\nthis plugin vs fastify-metrics: ${fmt(result.ratios.pluginVsFastifyMetrics)}x`)
+    writeFileSync(join(__dirname, 'results', OUT), JSON.stringify(result, null, 2) + '\n')
+    console.log('| server | median req/s | throughput ratio to bare, median [min, max] | median p99 ms | CPU ns/request |')
+    console.log('|---|---|---|---|---|')
+    console.log(`| bare Fastify | ${result.medianRps.bare} | 1.000 | ${result.medianP99ms.bare} | ${result.medianCpuNsPerRequest.bare} |`)
+    console.log(`| fastify-netbox-metrics | ${result.medianRps.plugin} | ${fmt(result.ratios.pluginVsBare)} | ${result.medianP99ms.plugin} | ${result.medianCpuNsPerRequest.plugin} |`)
+    if (MODES.includes('fastify-metrics')) {
+      console.log(`| fastify-metrics | ${result.medianRps['fastify-metrics']} | ${fmt(result.ratios.fastifyMetricsVsBare)} | ${result.medianP99ms['fastify-metrics']} | ${result.medianCpuNsPerRequest['fastify-metrics']} |`)
+      console.log(`\nthis plugin vs fastify-metrics (throughput): ${fmt(result.ratios.pluginVsFastifyMetrics)}x`)
+    }
+    console.log(`this plugin's p99 vs bare: ${fmt(result.ratios.pluginP99VsBare)}x`)
+    console.log(`this plugin's own CPU cost per request: ${result.pluginCostNsPerRequest.median} ns [${result.pluginCostNsPerRequest.min}, ${result.pluginCostNsPerRequest.max}]`)
   } finally {
     for (const mode of MODES) servers[mode].child.kill()
   }

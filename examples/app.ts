@@ -24,15 +24,12 @@ import {
   type Options
 } from '@mikro-orm/postgresql'
 import { setTimeout as sleep } from 'node:timers/promises'
-import netboxMetrics from '../lib/index'
+import netboxMetrics, { InstrumentedCacheAdapter } from '../lib/index'
 
-// The ORM and cache halves of the package, looked up at run time while they are being built
-// (each becomes a plain `import { ... } from '../lib/index'` once lib/ exports it).
-const pkg = netboxMetrics as unknown as {
-  MetricsSubscriber?: new () => object
-  InstrumentedCacheAdapter?: new (...args: any[]) => object
-}
-type InstrumentCache = <C extends object>(cache: C, opts: { name: string }) => C
+// The metrics subscriber, looked up at run time while the ORM half of the package lands
+// (becomes a plain `import { MetricsSubscriber } from '../lib/index'`). Without it in the config,
+// `register(netboxMetrics, { orm })` attaches one itself.
+const MetricsSubscriber = (netboxMetrics as { MetricsSubscriber?: new () => object }).MetricsSubscriber
 
 // ---------------------------------------------------------------------------------------------
 // Entities (plain classes + EntitySchema: no decorators, no reflect-metadata)
@@ -138,10 +135,11 @@ export function ormConfig (clientUrl: string, extra: Options = {}): Options {
   return defineConfig({
     clientUrl,
     entities,
-    subscribers: pkg.MetricsSubscriber !== undefined ? [new pkg.MetricsSubscriber() as any] : [],
-    resultCache: pkg.InstrumentedCacheAdapter !== undefined
-      ? { adapter: pkg.InstrumentedCacheAdapter as any, options: { adapter: MemoryCacheAdapter, name: 'orm-result' } }
-      : { adapter: MemoryCacheAdapter },
+    subscribers: typeof MetricsSubscriber === 'function' ? [new MetricsSubscriber() as any] : [],
+    resultCache: {
+      adapter: InstrumentedCacheAdapter,
+      options: { adapter: MemoryCacheAdapter, name: 'orm-result' }
+    },
     pool: { min: 0, max: 10 },
     debug: false,
     ...extra
@@ -225,9 +223,7 @@ interface DeviceLookup { id: number, name: string, rack: number, status: string 
 /** Builds the demo API. The metrics plugin is registered first so it sees every request. */
 export async function buildApp ({ orm, fastify }: BuildAppOptions): Promise<FastifyInstance> {
   const app = Fastify({ logger: false, ...fastify })
-  // The `orm` option arrives with the ORM half of the package (MetricsSubscriber).
-  const metricsOptions = pkg.MetricsSubscriber !== undefined ? { enabled: true, orm } : { enabled: true }
-  await app.register(netboxMetrics, metricsOptions)
+  await app.register(netboxMetrics, { enabled: true, orm })
 
   // A request-scoped entity manager: one fork per request, created on first use.
   const forks = new WeakMap<object, EntityManager>()
@@ -241,10 +237,7 @@ export async function buildApp ({ orm, fastify }: BuildAppOptions): Promise<Fast
   }
 
   // An application cache, counted under cache="device-lookups".
-  const instrumentCache = (app.metrics as unknown as { instrumentCache?: InstrumentCache }).instrumentCache
-  const deviceLookups = instrumentCache !== undefined
-    ? instrumentCache(new Map<string, DeviceLookup>(), { name: 'device-lookups' })
-    : new Map<string, DeviceLookup>()
+  const deviceLookups = app.metrics.instrumentCache(new Map<string, DeviceLookup>(), { name: 'device-lookups' })
 
   // Database errors become HTTP answers; the error still counts in http_exceptions_total and
   // db_errors_total (the hooks run before this handler).

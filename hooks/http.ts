@@ -186,7 +186,8 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
     return rm
   }
 
-  function finish (state: RequestState, res: ServerResponse): void {
+  function finish (state: RequestState, reply: FastifyReply): void {
+    const res = reply.raw
     if (state.done) return
     state.done = true
     state.method.inFlight.value--
@@ -206,7 +207,7 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
     ss.requests.value++
     ss.duration.observe((performance.now() - state.start) / 1000)
     rm.requestSize.observe(state.requestBytes)
-    rm.responseSize.observe(responseBodyBytes(state, res, status))
+    rm.responseSize.observe(responseBodyBytes(state, reply, status))
     if (state.phaseMask !== 0) observePhases(state)
   }
 
@@ -224,10 +225,12 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
     }
   }
 
-  function responseBodyBytes (state: RequestState, res: ServerResponse, status: number): number {
+  function responseBodyBytes (state: RequestState, reply: FastifyReply, status: number): number {
     // HEAD, 204 and 304 responses carry no body whatever their headers say.
     if (state.method.name === 'HEAD' || status === 204 || status === 304) return 0
-    const cl = res.getHeader('content-length')
+    // Fastify hands its headers to res.writeHead(), where res.getHeader() cannot see them;
+    // reply.getHeader() reads Fastify's own copy (and falls back to the raw response's).
+    const cl = reply.getHeader('content-length')
     if (cl !== undefined) {
       const n = Number(cl)
       if (Number.isFinite(n) && n >= 0) return n
@@ -264,7 +267,7 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
     } as ServerResponse['write']
     res.once('close', () => {
       try {
-        finish(state, res)
+        finish(state, reply)
       } catch (err) {
         onInternalError('http', err)
       }

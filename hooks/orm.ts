@@ -21,12 +21,14 @@
  * opens (marked in `afterTransactionStart` while its unit of work is flushing), or the caller's
  * own transaction while a flush runs in it. So each write is counted once.
  */
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import type { CounterSeries, HistogramSeries, MetricFamily } from '../lib/families'
 import type { MetricSet } from '../lib/metrics'
+import { DEFAULT_MIGRATIONS_TTL_MS, registerMigrationGauges } from '../lib/migrations'
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type Any = any
@@ -252,6 +254,68 @@ class Sink {
   }
 }
 
+/**
+ * Statements the plugin itself has MikroORM send (the Migrator's queries behind the migration
+ * gauges, at scrape time) are not counted: they run in this context. `internalDepth` keeps the
+ * per-statement cost to one comparison while no such query is in flight.
+ */
+const internalQueries = new AsyncLocalStorage<true>()
+let internalDepth = 0
+
+async function internally<R> (fn: () => Promise<R>): Promise<R> {
+  internalDepth++
+  try {
+    return await internalQueries.run(true, fn)
+  } finally {
+    internalDepth--
+  }
+}
+
+function isInternal (): boolean {
+  return internalDepth > 0 && internalQueries.getStore() === true
+}
+
+type MigratorMethod = 'getExecuted' | 'getPending' | 'getExecutedMigrations' | 'getPendingMigrations'
+const MIGRATOR_METHODS: readonly MigratorMethod[] = ['getExecuted', 'getPending', 'getExecutedMigrations', 'getPendingMigrations']
+
+const quietMigrators = new WeakMap<object, Any>()
+
+/**
+ * The Migrator's read methods, run so that their statements are not counted, and shared while
+ * in flight: the two gauges of one scrape (or concurrent scrapes) make one call, not two racing
+ * ones (the first call creates MikroORM's migrations table; two at once can collide on it).
+ */
+function quietMigrator (m: Any): Any {
+  if (m === undefined || m === null || typeof m !== 'object') return m
+  let out = quietMigrators.get(m)
+  if (out !== undefined) return out
+  out = {}
+  for (const name of MIGRATOR_METHODS) {
+    if (typeof m[name] !== 'function') continue
+    let inFlight: Promise<unknown> | undefined
+    out[name] = async () => {
+      if (inFlight === undefined) {
+        inFlight = internally(async () => await m[name]())
+        const clear = (): void => { inFlight = undefined }
+        inFlight.then(clear, clear)
+      }
+      return await inFlight
+    }
+  }
+  quietMigrators.set(m, out)
+  return out
+}
+
+/** What `registerMigrationGauges` reads of an ORM, with the Migrator's queries kept out of the DB families. */
+function migrationView (o: Any): object {
+  return {
+    config: {
+      getExtension: (name: string) => quietMigrator(o.config?.getExtension?.(name))
+    },
+    getMigrator: typeof o.getMigrator === 'function' ? () => quietMigrator(o.getMigrator()) : undefined
+  }
+}
+
 /** What the scrape-time collectors of one MetricSet read: every ORM attached to it. */
 const ATTACHED = new WeakMap<MetricSet, Set<OrmInstrumentation>>()
 const POOLS_SEEN = new WeakSet<object>()
@@ -360,6 +424,7 @@ export class OrmInstrumentation {
     conn.execute = function metricsExecute (this: Any, query: unknown, params: unknown, method: unknown, ctx: unknown, loggerContext: unknown) {
       const start = performance.now()
       return execute.call(this, query, params, method, ctx, loggerContext).then(function onResult (res: unknown) {
+        if (internalDepth > 0 && isInternal()) return res
         try {
           self.statement(query, ctx, start, res, undefined)
         } catch (err) {
@@ -367,6 +432,7 @@ export class OrmInstrumentation {
         }
         return res
       }, function onError (err: unknown) {
+        if (internalDepth > 0 && isInternal()) throw err
         try {
           self.statement(query, ctx, start, undefined, err)
         } catch (e) {
@@ -816,13 +882,19 @@ export function isMikroOrm (value: unknown): boolean {
 
 /**
  * Instruments a MikroORM instance for a MetricSet: binds the `MetricsSubscriber` found in its
- * config (or registers one), wraps its connections once, and adds the pool and info collectors.
- * Returns a function that stops reporting to this MetricSet.
+ * config (or registers one), wraps its connections once, and adds the pool and info collectors
+ * and the migration gauges (`lib/migrations.ts`: asked at scrape time, cached `migrationsTtlMs`,
+ * absent when the ORM has no Migrator). Returns a function that stops reporting to this MetricSet.
  */
-export function attachOrm (orm: unknown, metrics: MetricSet, onInternalError: (component: string, err: unknown) => void): () => void {
+export function attachOrm (orm: unknown, metrics: MetricSet, onInternalError: (component: string, err: unknown) => void, migrationsTtlMs: number = DEFAULT_MIGRATIONS_TTL_MS): () => void {
   const o = orm as Any
   const instr = instrumentationOf(o)
   instr.addSink(metrics, onInternalError)
+  try {
+    registerMigrationGauges(metrics, migrationView(o), instr.context, migrationsTtlMs)
+  } catch (err) {
+    onInternalError('orm', err)
+  }
   const em = o.em.getEventManager()
   const found: MetricsSubscriber[] = []
   const configured = o.config.get('subscribers') as Iterable<unknown> | undefined

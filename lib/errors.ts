@@ -46,3 +46,5 @@ export const FNM_ERR_ROUTE_CONFIG_INVALID = createError('FNM_ERR_ROUTE_CONFIG_IN
 export const FNM_ERR_METRIC_CONFLICT = createError('FNM_ERR_METRIC_CONFLICT', "Metric '%s' is already registered in this registry by something else", Error)
 /** Wrong number of label values for a metric family. */
 export const FNM_ERR_LABELS = createError('FNM_ERR_LABELS', "Metric '%s' expects %s label values, got %s", TypeError)
+/** The multiprocess directory (`PROMETHEUS_MULTIPROC_DIR` or `multiprocess.dir`) is missing, not a directory or not writable. */
+export const FNM_ERR_MULTIPROCESS_DIR = createError('FNM_ERR_MULTIPROCESS_DIR', "Multiprocess directory '%s' (from %s) is not usable: %s", Error)

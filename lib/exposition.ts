@@ -5,13 +5,22 @@
  * `get()`. A collector that throws is counted and its family left out; the rest of the
  * exposition is served intact.
  */
+import { performance } from 'node:perf_hooks'
 import type { MetricObjectWithValues, MetricValue, MetricValueWithName, Registry } from 'prom-client'
 import { escapeHelp, escapeLabelValue, formatValue, MetricFamily } from './families'
+import { ExpositionWriter } from './writer'
 
 /** Content type of the Prometheus text format 0.0.4. */
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
 /** Content type of OpenMetrics 1.0.0. */
 export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8'
+
+/** Series rendered between two checks of the time spent. */
+export const RENDER_SLICE_SERIES = 250
+/** Longest stretch of rendering before the event loop gets a turn, in milliseconds. */
+export const RENDER_SLICE_MS = 10
+
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
 
 /** The two exposition formats. */
 export type ExpositionFormat = 'prometheus' | 'openmetrics'
@@ -56,13 +65,13 @@ function formatLabels (labels: Record<string, string | number | undefined>): str
   return out
 }
 
-function renderForeign (out: string[], metric: MetricObjectWithValues<MetricValue<string>>, familyName: string, openMetrics: boolean, defaultLabels: Record<string, string> | null): void {
+function renderForeign (w: ExpositionWriter, metric: MetricObjectWithValues<MetricValue<string>>, familyName: string, openMetrics: boolean, defaultLabels: Record<string, string> | null): void {
   for (const v of metric.values ?? []) {
     let sample = (v as MetricValueWithName<string>).metricName ?? familyName
     if (openMetrics && (metric.type as unknown as string) === 'counter' && !sample.endsWith('_total')) sample += '_total'
     const labels = defaultLabels === null ? v.labels : { ...defaultLabels, ...v.labels }
     const text = formatLabels(labels ?? {})
-    out.push(`${sample}${text === '' ? '' : `{${text}}`} ${formatValue(v.value)}`)
+    w.text(`${sample}${text === '' ? '' : `{${text}}`} ${formatValue(v.value)}\n`)
   }
 }
 
@@ -71,6 +80,11 @@ function renderForeign (out: string[], metric: MetricObjectWithValues<MetricValu
  * @param onCollectError told about each metric whose collector threw (that metric is left out)
  */
 export async function renderRegistry (registry: Registry, format: ExpositionFormat, onCollectError?: CollectErrorHandler): Promise<string> {
+  return (await renderRegistryBuffer(registry, format, onCollectError)).toString('utf8')
+}
+
+/** `renderRegistry`, as UTF-8 bytes ready to send or compress. */
+export async function renderRegistryBuffer (registry: Registry, format: ExpositionFormat, onCollectError?: CollectErrorHandler): Promise<Buffer> {
   const openMetrics = format === 'openmetrics'
   const rawDefaults = (registry as unknown as { _defaultLabels?: Record<string, string> })._defaultLabels
   const defaultLabels = rawDefaults !== undefined && Object.keys(rawDefaults).length > 0 ? rawDefaults : null
@@ -88,16 +102,28 @@ export async function renderRegistry (registry: Registry, format: ExpositionForm
       return null
     }
   }))
-  const out: string[] = []
+  const w = new ExpositionWriter()
+  let sliceStart = performance.now()
   for (const c of collected) {
     if (c === null) continue
     const type = c.type as string
     const name = c.name
     const familyName = openMetrics && type === 'counter' && name.endsWith('_total') ? name.slice(0, -6) : name
-    out.push(`# HELP ${familyName} ${escapeHelp(c.help)}`, `# TYPE ${familyName} ${type}`)
-    if (isFamily(c)) c.renderSamples(out, openMetrics && type === 'counter' ? `${familyName}_total` : name)
-    else renderForeign(out, c, familyName, openMetrics, defaultLabels)
+    w.text(`# HELP ${familyName} ${escapeHelp(c.help)}\n# TYPE ${familyName} ${type}\n`)
+    if (isFamily(c)) {
+      const sampleName = openMetrics && type === 'counter' ? `${familyName}_total` : name
+      // Large families render in slices, giving the event loop a turn whenever a slice ran long.
+      for (let from = 0; from < c.size; from += RENDER_SLICE_SERIES) {
+        c.renderSamples(w, sampleName, from, from + RENDER_SLICE_SERIES)
+        if (performance.now() - sliceStart > RENDER_SLICE_MS) {
+          await yieldToEventLoop()
+          sliceStart = performance.now()
+        }
+      }
+    } else {
+      renderForeign(w, c, familyName, openMetrics, defaultLabels)
+    }
   }
-  if (openMetrics) out.push('# EOF')
-  return out.length === 0 ? '' : out.join('\n') + '\n'
+  if (openMetrics) w.text('# EOF\n')
+  return w.toBuffer()
 }

@@ -8,6 +8,12 @@
  */
 import type { MetricObjectWithValues, MetricValue, MetricValueWithName } from 'prom-client'
 import { FNM_ERR_LABELS } from './errors'
+import type { ExpositionWriter } from './writer'
+
+const NEWLINE = 10
+const SPACE = 32
+const OPEN = 123 // {
+const CLOSE = 125 // }
 
 /** The label value that replaces every label of a series created beyond a family's series cap. */
 export const OVERFLOW_LABEL_VALUE = '__overflow__'
@@ -61,6 +67,13 @@ export abstract class BaseSeries {
   readonly labels: Record<string, string>
   /** `name="value",...` ready for exposition, escaped. */
   readonly labelText: string
+  private labelBuffer: Buffer | undefined
+
+  /** `labelText` as UTF-8 bytes, made on first render and kept. */
+  get labelBytes (): Buffer {
+    if (this.labelBuffer === undefined) this.labelBuffer = Buffer.from(this.labelText)
+    return this.labelBuffer
+  }
 
   constructor (labelNames: readonly string[], values: readonly string[]) {
     const labels: Record<string, string> = {}
@@ -126,6 +139,8 @@ export abstract class MetricFamily<S> {
   /** How prom-client's cluster aggregator combines this family across workers. */
   aggregator: 'sum' | 'max' | 'min' | 'average' | 'first' | 'omit' = 'sum'
   protected readonly series = new Map<string, S>()
+  /** The same series in creation order, so rendering can proceed in slices. */
+  private readonly list: S[] = []
   private readonly maxSeries: number
   private readonly onOverflow: ((family: MetricFamily<unknown>) => void) | undefined
   private overflowSeries: S | undefined
@@ -154,6 +169,7 @@ export abstract class MetricFamily<S> {
       if (this.series.size >= this.maxSeries) return this.overflow()
       s = this.create(values.map(String))
       this.series.set(key, s)
+      this.list.push(s)
     }
     return s
   }
@@ -168,8 +184,13 @@ export abstract class MetricFamily<S> {
 
   /** Every series, the overflow series last. */
   * entries (): IterableIterator<S> {
-    yield * this.series.values()
+    yield * this.list
     if (this.overflowSeries !== undefined) yield this.overflowSeries
+  }
+
+  /** The series at a position of `entries()` order (the overflow series last). */
+  protected at (i: number): S {
+    return i < this.list.length ? this.list[i] : this.overflowSeries as S
   }
 
   /** Number of series, the overflow series included. */
@@ -180,6 +201,7 @@ export abstract class MetricFamily<S> {
   /** Forgets every series (scrape-time gauges start each read from nothing). */
   reset (): void {
     this.series.clear()
+    this.list.length = 0
     this.overflowSeries = undefined
   }
 
@@ -196,8 +218,40 @@ export abstract class MetricFamily<S> {
 
   protected abstract values (): Array<MetricValue<string>>
 
-  /** Appends the family's samples (no HELP/TYPE lines) as exposition text. */
-  abstract renderSamples (out: string[], sampleName: string): void
+  /**
+   * Appends the samples (no HELP/TYPE lines) of the series in positions [from, to) of
+   * `entries()` order as exposition text, so a large family can be rendered in slices.
+   */
+  abstract renderSamples (w: ExpositionWriter, sampleName: string, from?: number, to?: number): void
+
+  private readonly nameBytes = new Map<string, Buffer>()
+  /** `text` as bytes, cached (sample names and their fixed parts). */
+  protected cachedBytes (text: string): Buffer {
+    let b = this.nameBytes.get(text)
+    if (b === undefined) {
+      b = Buffer.from(text)
+      this.nameBytes.set(text, b)
+    }
+    return b
+  }
+
+  /** Writes `name{labels} value\n` for a series with one value (counters and gauges). */
+  protected writeSimple (w: ExpositionWriter, sampleName: string, from: number, to: number): void {
+    const name = this.cachedBytes(sampleName)
+    const end = Math.min(to, this.size)
+    for (let i = from; i < end; i++) {
+      const s = this.at(i) as unknown as CounterSeries
+      w.bytes(name)
+      if (s.labelText !== '') {
+        w.byte(OPEN)
+        w.bytes(s.labelBytes)
+        w.byte(CLOSE)
+      }
+      w.byte(SPACE)
+      w.number(s.value)
+      w.byte(NEWLINE)
+    }
+  }
 }
 
 /** A counter family. Counter names end in `_total`. */
@@ -213,10 +267,8 @@ export class CounterFamily extends MetricFamily<CounterSeries> {
     return out
   }
 
-  renderSamples (out: string[], sampleName: string): void {
-    for (const s of this.entries()) {
-      out.push(s.labelText === '' ? `${sampleName} ${formatValue(s.value)}` : `${sampleName}{${s.labelText}} ${formatValue(s.value)}`)
-    }
+  renderSamples (w: ExpositionWriter, sampleName: string, from = 0, to = Infinity): void {
+    this.writeSimple(w, sampleName, from, to)
   }
 }
 
@@ -233,10 +285,8 @@ export class GaugeFamily extends MetricFamily<GaugeSeries> {
     return out
   }
 
-  renderSamples (out: string[], sampleName: string): void {
-    for (const s of this.entries()) {
-      out.push(s.labelText === '' ? `${sampleName} ${formatValue(s.value)}` : `${sampleName}{${s.labelText}} ${formatValue(s.value)}`)
-    }
+  renderSamples (w: ExpositionWriter, sampleName: string, from = 0, to = Infinity): void {
+    this.writeSimple(w, sampleName, from, to)
   }
 }
 
@@ -250,6 +300,18 @@ export class HistogramFamily extends MetricFamily<HistogramSeries> {
     super(config)
     this.upperBounds = Float64Array.from(config.buckets)
     this.leText = [...config.buckets.map(formatValue), '+Inf']
+  }
+
+  private writeTotal (w: ExpositionWriter, name: Buffer, labels: Buffer | undefined, value: number): void {
+    w.bytes(name)
+    if (labels !== undefined) {
+      w.byte(OPEN)
+      w.bytes(labels)
+      w.byte(CLOSE)
+    }
+    w.byte(SPACE)
+    w.number(value)
+    w.byte(NEWLINE)
   }
 
   protected create (values: readonly string[]): HistogramSeries {
@@ -270,18 +332,30 @@ export class HistogramFamily extends MetricFamily<HistogramSeries> {
     return out
   }
 
-  renderSamples (out: string[], sampleName: string): void {
-    const le = this.leText
-    for (const s of this.entries()) {
-      const sep = s.labelText === '' ? '' : ','
-      const braces = s.labelText === '' ? '' : `{${s.labelText}}`
+  renderSamples (w: ExpositionWriter, sampleName: string, from = 0, to = Infinity): void {
+    const bucket = this.cachedBytes(`${sampleName}_bucket{`)
+    const sum = this.cachedBytes(`${sampleName}_sum`)
+    const count = this.cachedBytes(`${sampleName}_count`)
+    const leAfterLabels = this.leText.map((le) => this.cachedBytes(`,le="${le}"} `))
+    const leAlone = this.leText.map((le) => this.cachedBytes(`le="${le}"} `))
+    const end = Math.min(to, this.size)
+    for (let j = from; j < end; j++) {
+      const s = this.at(j)
+      const hasLabels = s.labelText !== ''
+      const labels = hasLabels ? s.labelBytes : undefined
+      const le = hasLabels ? leAfterLabels : leAlone
       let acc = 0
       for (let i = 0; i < le.length; i++) {
         acc += s.counts[i]
-        out.push(`${sampleName}_bucket{${s.labelText}${sep}le="${le[i]}"} ${acc}`)
+        w.bytes(bucket)
+        if (labels !== undefined) w.bytes(labels)
+        w.bytes(le[i])
+        w.number(acc)
+        w.byte(NEWLINE)
       }
-      out.push(`${sampleName}_sum${braces} ${formatValue(s.sum)}`)
-      out.push(`${sampleName}_count${braces} ${s.count}`)
+      this.writeTotal(w, sum, labels, s.sum)
+      this.writeTotal(w, count, labels, s.count)
     }
   }
+
 }

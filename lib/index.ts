@@ -16,6 +16,7 @@ import { MetricSet } from './metrics'
 import { createAccessCheck } from './access'
 import { listenerPort, serveScrape, startListener, type ScrapeServer } from './listener'
 import { resolveOptions, type NetboxMetricsOptions, type ResolvedOptions } from './options'
+import { MultiprocessStore } from './multiprocess'
 
 /** What `app.metrics` holds. It exists whether or not the plugin is enabled. */
 interface MetricsDecorator {
@@ -76,16 +77,24 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
   const onCollectError = (_name: string, err: unknown): void => onInternalError('collector', err)
 
   let metricsListener: () => import('node:http').Server | null = () => null
+  // The shared-directory mode (lib/multiprocess.ts): scrapes aggregate every process's files.
+  let store: MultiprocessStore | undefined
   const decorator: MetricsDecorator = Object.freeze({
     get listener () { return metricsListener() },
     enabled: options.enabled,
     registry,
     options,
-    render: async (format: ExpositionFormat = 'prometheus') => await renderRegistry(registry, format, onCollectError),
+    render: async (format: ExpositionFormat = 'prometheus') => store !== undefined ? await store.render(format, onCollectError) : await renderRegistry(registry, format, onCollectError),
     instrumentCache: <C extends object>(cache: C, o: cacheHooks.InstrumentCacheOptions): C => cacheHooks.instrumentCacheFor(options.enabled ? metrics : undefined, cache, o)
   })
   fastify.decorate('metrics', decorator)
   if (!options.enabled) return
+  if (options.multiprocess !== null) {
+    // Throws FNM_ERR_MULTIPROCESS_DIR at registration when the directory is missing or not writable.
+    const s = MultiprocessStore.acquire({ registry, config: options.multiprocess, prefix: options.prefix, onError: (component, err) => onInternalError(component, err) })
+    store = s
+    fastify.addHook('onClose', async function netboxMetricsReleaseStore () { await s.release() })
+  }
 
   // The package's own error counters exist from the start, so a zero is visible.
   metrics.get('selfErrors')
@@ -101,13 +110,14 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
   installHttpHooks(fastify, { metrics, exclude: options.exclude, onInternalError })
 
   // ORM and database families (hooks/orm.ts), for each MikroORM instance given.
-  const detachOrms = options.orm.map((instance) => orm.attachOrm(instance, metrics, onInternalError))
+  const detachOrms = options.orm.map((instance) => orm.attachOrm(instance, metrics, onInternalError, options.migrationsTtl))
   if (detachOrms.length > 0) fastify.addHook('onClose', async function netboxMetricsDetachOrm () { for (const detach of detachOrms) detach() })
 
   // The endpoint: a route of the app, or its own listener (lib/listener.ts), behind access control (lib/access.ts).
   const scrapeServer: ScrapeServer = {
     registry,
     onCollectError,
+    render: store === undefined ? undefined : async (format) => await (store as MultiprocessStore).render(format, onCollectError),
     check: createAccessCheck(options.access.auth, options.access.allow, (err) => onInternalError('auth', err))
   }
   if (options.server !== null) {
@@ -166,6 +176,7 @@ exported.errors = errorCodes
 exported.PROMETHEUS_CONTENT_TYPE = PROMETHEUS_CONTENT_TYPE
 exported.OPENMETRICS_CONTENT_TYPE = OPENMETRICS_CONTENT_TYPE
 exported.instrumentCache = cacheHooks.instrumentCache
+exported.MetricsSubscriber = orm.MetricsSubscriber
 exported.InstrumentedCacheAdapter = cacheHooks.InstrumentedCacheAdapter
 
 // Literal assignments so that Node's cjs-module-lexer sees these names for ESM named imports
@@ -176,4 +187,5 @@ module.exports.errors = exported.errors
 module.exports.PROMETHEUS_CONTENT_TYPE = exported.PROMETHEUS_CONTENT_TYPE
 module.exports.OPENMETRICS_CONTENT_TYPE = exported.OPENMETRICS_CONTENT_TYPE
 module.exports.instrumentCache = exported.instrumentCache
+module.exports.MetricsSubscriber = exported.MetricsSubscriber
 module.exports.InstrumentedCacheAdapter = exported.InstrumentedCacheAdapter

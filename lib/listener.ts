@@ -9,7 +9,7 @@ import { promisify } from 'node:util'
 import { gzip as gzipCallback } from 'node:zlib'
 import type { Registry } from 'prom-client'
 import type { AccessCheck } from './access'
-import { negotiateFormat, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE, renderRegistry, type CollectErrorHandler } from './exposition'
+import { negotiateFormat, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE, renderRegistryBuffer, type CollectErrorHandler } from './exposition'
 
 const gzip = promisify(gzipCallback)
 
@@ -46,7 +46,7 @@ export async function serveScrape (server: ScrapeServer, headers: http.IncomingH
     }
   }
   const format = negotiateFormat(header(headers, 'accept'))
-  const text = server.render !== undefined ? await server.render(format) : await renderRegistry(server.registry, format, server.onCollectError)
+  const text: string | Buffer = server.render !== undefined ? await server.render(format) : await renderRegistryBuffer(server.registry, format, server.onCollectError)
   const out: ScrapeResponse = {
     statusCode: 200,
     headers: { 'content-type': format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : PROMETHEUS_CONTENT_TYPE, 'cache-control': 'no-store', vary: 'accept, accept-encoding' },

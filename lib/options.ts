@@ -9,6 +9,9 @@ import { resolveAllow, resolveAuth, type AuthOption } from './access'
 import { FNM_ERR_OPTION_INVALID, FNM_ERR_OPTION_UNKNOWN } from './errors'
 import { DEFAULT_LATENCY_BUCKETS, DEFAULT_SIZE_BUCKETS } from './metrics'
 import { isMikroOrm } from '../hooks/orm'
+import { DEFAULT_MIGRATIONS_TTL_MS } from './migrations'
+import { resolve as resolvePath } from 'node:path'
+import { DEFAULT_FLUSH_INTERVAL_MS, MULTIPROC_ENV_VARS, type MultiprocessConfig } from './multiprocess'
 
 /** Default path of the metrics endpoint. */
 export const DEFAULT_ENDPOINT = '/metrics'
@@ -76,6 +79,13 @@ export interface NetboxMetricsOptions {
    */
   orm?: object | readonly object[]
   /**
+   * How long, in milliseconds, the `db_migrations_applied` / `db_migrations_pending` counts of
+   * each ORM are reused before MikroORM's Migrator is asked again (at a scrape, never at
+   * start-up). `0` asks at every scrape. See `docs/orm.md`.
+   * @default 60000
+   */
+  migrationsTtl?: number
+  /**
    * Credentials a scrape must present: `{ token }` (Bearer), `{ basic: { username, password } }`,
    * both (either is accepted), or an async function `(request) => boolean`. `METRICS_TOKEN`
    * sets a bearer token when this is not given. See `docs/security.md`.
@@ -94,6 +104,18 @@ export interface NetboxMetricsOptions {
    * @default none (the endpoint is a route of the app)
    */
   server?: { port: number, host?: string }
+  /**
+   * Several processes, one truth (`docs/multiprocess.md`): every process records into files in
+   * `dir` and a scrape of any of them returns the aggregate of all. `false` turns the mode off
+   * even when `PROMETHEUS_MULTIPROC_DIR` is set.
+   * @default on when PROMETHEUS_MULTIPROC_DIR (or prometheus_multiproc_dir) is set, with that directory
+   */
+  multiprocess?: false | {
+    /** The shared directory; it must exist and be writable. @default PROMETHEUS_MULTIPROC_DIR */
+    dir?: string
+    /** Time between two snapshots; a SIGKILLed process loses at most this much. @default 1000 */
+    flushIntervalMs?: number
+  }
 }
 
 /** The options after `resolveOptions()`: every field present, the whole object frozen. */
@@ -108,13 +130,17 @@ export interface ResolvedOptions {
   readonly maxSeriesPerMetric: number
   /** The MikroORM instances to instrument (possibly none). */
   readonly orm: readonly object[]
+  /** Milliseconds the migration counts are cached (0: every scrape). */
+  readonly migrationsTtl: number
   /** Access control, null when the endpoint is open. */
   readonly access: { readonly auth: ReturnType<typeof resolveAuth>, readonly allow: BlockList | null }
   /** The separate listener, null when the endpoint is a route of the app. */
   readonly server: { readonly port: number, readonly host: string } | null
+  /** The shared-directory mode (`docs/multiprocess.md`), null when off. */
+  readonly multiprocess: MultiprocessConfig | null
 }
 
-const KNOWN_KEYS = new Set<string>(['enabled', 'endpoint', 'prefix', 'registry', 'defaultMetrics', 'buckets', 'exclude', 'maxSeriesPerMetric', 'orm', 'auth', 'allow', 'server'])
+const KNOWN_KEYS = new Set<string>(['enabled', 'endpoint', 'prefix', 'registry', 'defaultMetrics', 'buckets', 'exclude', 'maxSeriesPerMetric', 'orm', 'migrationsTtl', 'auth', 'allow', 'server', 'multiprocess'])
 const METRIC_NAME_PREFIX = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/
 
 function describe (value: unknown): string {
@@ -231,8 +257,17 @@ export function resolveOptions (opts: unknown, env: NodeJS.ProcessEnv = process.
     orm = Object.freeze([...new Set(list as object[])])
   }
 
+  let migrationsTtl = DEFAULT_MIGRATIONS_TTL_MS
+  if (o.migrationsTtl !== undefined) {
+    const v = o.migrationsTtl
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new FNM_ERR_OPTION_INVALID('migrationsTtl', `expected a number of milliseconds >= 0, got ${describe(v)}`)
+    migrationsTtl = v
+  }
+
   const access = Object.freeze({ auth: resolveAuth(o.auth, env), allow: resolveAllow(o.allow) })
   const server = resolveServer(o.server, env)
+
+  const multiprocess = resolveMultiprocess(o.multiprocess, env)
 
   return Object.freeze({
     enabled,
@@ -244,9 +279,49 @@ export function resolveOptions (opts: unknown, env: NodeJS.ProcessEnv = process.
     exclude,
     maxSeriesPerMetric,
     orm,
+    migrationsTtl,
     access,
-    server
+    server,
+    multiprocess
   })
+}
+
+/** The directory named by PROMETHEUS_MULTIPROC_DIR or prometheus_multiproc_dir, if any. */
+export function multiprocessDirFromEnv (env: NodeJS.ProcessEnv = process.env): { dir: string, source: string } | undefined {
+  for (const name of MULTIPROC_ENV_VARS) {
+    const raw = env[name]
+    if (raw !== undefined && raw.trim() !== '') return { dir: raw, source: name }
+  }
+  return undefined
+}
+
+function resolveMultiprocess (value: unknown, env: NodeJS.ProcessEnv): MultiprocessConfig | null {
+  if (value === false) return null
+  const fromEnv = multiprocessDirFromEnv(env)
+  if (value === undefined) {
+    return fromEnv === undefined ? null : Object.freeze({ dir: resolvePath(fromEnv.dir), flushIntervalMs: DEFAULT_FLUSH_INTERVAL_MS, source: fromEnv.source })
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new FNM_ERR_OPTION_INVALID('multiprocess', `expected false or an object { dir?, flushIntervalMs? }, got ${describe(value)}`)
+  const m = value as Record<string, unknown>
+  for (const key of Object.keys(m)) {
+    if (key !== 'dir' && key !== 'flushIntervalMs') throw new FNM_ERR_OPTION_UNKNOWN(`multiprocess.${key}`)
+  }
+  let dir: { dir: string, source: string }
+  if (m.dir !== undefined) {
+    if (typeof m.dir !== 'string' || m.dir.trim() === '') throw new FNM_ERR_OPTION_INVALID('multiprocess.dir', `expected a non-empty string, got ${describe(m.dir)}`)
+    dir = { dir: m.dir, source: 'option multiprocess.dir' }
+  } else if (fromEnv !== undefined) {
+    dir = fromEnv
+  } else {
+    throw new FNM_ERR_OPTION_INVALID('multiprocess.dir', `required when neither ${MULTIPROC_ENV_VARS.join(' nor ')} is set`)
+  }
+  let flushIntervalMs = DEFAULT_FLUSH_INTERVAL_MS
+  if (m.flushIntervalMs !== undefined) {
+    const f = m.flushIntervalMs
+    if (typeof f !== 'number' || !Number.isInteger(f) || f < 10 || f > 3_600_000) throw new FNM_ERR_OPTION_INVALID('multiprocess.flushIntervalMs', `expected an integer number of milliseconds from 10 to 3600000, got ${describe(f)}`)
+    flushIntervalMs = f
+  }
+  return Object.freeze({ dir: resolvePath(dir.dir), flushIntervalMs, source: dir.source })
 }
 
 /** The environment variable that moves the endpoint to its own port (like `server.port`). */

@@ -24,29 +24,29 @@ const check = `
   const body = (await app.inject('/metrics')).body
   if (!body.includes('http_requests_total{method="GET",route="/x",status_code="200"} 1')) throw new Error('no metrics')
   await app.close()
-  console.log(typeof plugin, plugin === named, typeof errors.FNM_ERR_OPTION_INVALID)
+  console.log(typeof plugin, plugin === named, typeof errors.FNM_ERR_OPTION_INVALID, typeof MetricsSubscriber, typeof instrumentCache, typeof InstrumentedCacheAdapter)
 `
 
 t.test('require()', async (t) => {
   const dir = consumer()
   writeFileSync(join(dir, 'index.cjs'), `
 const plugin = require('fastify-netbox-metrics')
-const { netboxMetrics: named, errors } = require('fastify-netbox-metrics')
+const { netboxMetrics: named, errors, MetricsSubscriber, instrumentCache, InstrumentedCacheAdapter } = require('fastify-netbox-metrics')
 const Fastify = require('fastify')
 if (plugin.default !== plugin) throw new Error('default')
 ;(async () => { ${check} })().catch((e) => { console.error(e); process.exit(1) })
 `)
-  t.equal(execFileSync(process.execPath, ['index.cjs'], { cwd: dir }).toString().trim(), 'function true function')
+  t.equal(execFileSync(process.execPath, ['index.cjs'], { cwd: dir }).toString().trim(), 'function true function function function function')
 })
 
 t.test('import', async (t) => {
   const dir = consumer()
   writeFileSync(join(dir, 'index.mjs'), `
-import plugin, { netboxMetrics as named, errors } from 'fastify-netbox-metrics'
+import plugin, { netboxMetrics as named, errors, MetricsSubscriber, instrumentCache, InstrumentedCacheAdapter } from 'fastify-netbox-metrics'
 import Fastify from 'fastify'
 ${check}
 `)
-  t.equal(execFileSync(process.execPath, ['index.mjs'], { cwd: dir }).toString().trim(), 'function true function')
+  t.equal(execFileSync(process.execPath, ['index.mjs'], { cwd: dir }).toString().trim(), 'function true function function function function')
 })
 
 t.test('TypeScript declarations type app.metrics, config.metrics and the options', async (t) => {

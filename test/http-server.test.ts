@@ -87,6 +87,8 @@ t.test('aborts, chunked uploads and streams over a real socket', async (t) => {
   t.equal(value(body, 'http_request_size_bytes_sum{method="POST",route="/upload"}'), 30, 'chunked body bytes counted')
   t.equal(value(body, 'http_response_size_bytes_sum{method="GET",route="/stream"}'), 1024, 'streamed bytes counted')
   t.equal(value(body, 'http_requests_total{method="GET",route="/ok",status_code="200"}'), 5)
+  t.equal(value(body, 'http_response_size_bytes_sum{method="GET",route="/ok"}'), 10, 'Content-Length of responses sent over a socket (2 bytes x 5)')
+  t.equal(value(body, 'http_response_size_bytes_bucket{method="GET",route="/ok",le="16"}'), 5)
   t.equal(value(body, 'http_requests_in_flight{method="GET"}'), 0)
   t.equal(value(body, 'http_requests_received_total{method="GET"}'), 9)
   const [received, accounted] = invariant(body)
