@@ -397,7 +397,7 @@ export class Aggregate {
         let i = 0
         for (const h of agg.family.entries() as Iterable<HistogramSeries>) {
           const partials = agg.sums.get(h)
-          if (partials !== undefined && partials.length > 1) snap.series[i][n] = partials as unknown as number
+          if (partials !== undefined) snap.series[i][n] = partials.length === 1 ? partials[0] : partials.length === 0 ? 0 : [...partials]
           i++
         }
       }

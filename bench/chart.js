@@ -1,0 +1,29 @@
+'use strict'
+// Draws docs/images/throughput.svg from bench/results/http.json: median throughput of bare
+// Fastify, this plugin and fastify-metrics, with each one's ratio to bare.
+const { readFileSync, writeFileSync, mkdirSync } = require('node:fs')
+const { join } = require('node:path')
+
+const r = JSON.parse(readFileSync(join(__dirname, 'results', 'http.json'), 'utf8'))
+const bars = [
+  ['bare Fastify', r.medianRps.bare, 1, '#9e9e9e'],
+  ['fastify-netbox-metrics', r.medianRps.plugin, r.ratios.pluginVsBare.median, '#2e7d32'],
+  ['fastify-metrics', r.medianRps['fastify-metrics'], r.ratios.fastifyMetricsVsBare?.median, '#c62828']
+].filter((b) => b[1] !== undefined)
+const W = 640
+const H = 60 + bars.length * 70
+const max = Math.max(...bars.map((b) => b[1]))
+const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;')
+let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="14">\n`
+svg += `<rect width="100%" height="100%" fill="white"/>\n<text x="20" y="30" font-size="16" font-weight="bold">Throughput, GET /item/:id (median of ${r.method.rounds} alternating rounds, ${esc(r.machine.loadTool)})</text>\n`
+bars.forEach(([name, rps, ratio, color], i) => {
+  const y = 55 + i * 70
+  const w = Math.round((rps / max) * (W - 260))
+  svg += `<text x="20" y="${y + 25}">${esc(name)}</text>\n`
+  svg += `<rect x="200" y="${y + 8}" width="${w}" height="26" fill="${color}"/>\n`
+  svg += `<text x="${205 + w}" y="${y + 27}">${rps} req/s${ratio === undefined ? '' : ` (${ratio.toFixed(3)})`}</text>\n`
+})
+svg += `<text x="20" y="${H - 10}" font-size="11" fill="#555">${esc(r.date)}, Node ${esc(r.machine.node)}, ${r.machine.cpus} CPUs; ratio = throughput relative to bare Fastify, pair by pair per round</text>\n</svg>\n`
+mkdirSync(join(__dirname, '..', 'docs', 'images'), { recursive: true })
+writeFileSync(join(__dirname, '..', 'docs', 'images', 'throughput.svg'), svg)
+console.log('wrote docs/images/throughput.svg')
