@@ -20,4 +20,6 @@ async function main () {
   await app.listen({ port: Number(process.env.PORT), host: '127.0.0.1' })
   process.send?.('ready')
 }
+// Exit on SIGINT so that --cpu-prof writes its profile.
+process.on('SIGINT', () => process.exit(0))
 main().catch((err) => { console.error(err); process.exit(1) })

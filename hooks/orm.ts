@@ -163,7 +163,8 @@ function classify (sql: string): number {
 }
 
 const WRITE_TABLE = /^[\s(]*(?:insert\s+(?:ignore\s+)?into|update|delete\s+from)\s+((?:[`"[]?[^\s`"\].]+[`"\]]?\.)?[`"[]?([^\s`"\].(]+)[`"\]]?)/i
-const UPSERT_CLAUSE = /\bon\s+(?:conflict|duplicate\s+key)\b/i
+/** Upsert statements (counted by `afterUpsert`, or, from a QueryBuilder, not at all): `ON CONFLICT`, `ON DUPLICATE KEY`, and MySQL/MariaDB's `INSERT IGNORE` (MikroORM's upsert when there is nothing to update). */
+const UPSERT_CLAUSE = /\bon\s+(?:conflict|duplicate\s+key)\b|^[\s(]*insert\s+ignore\b/i
 
 function statementText (query: unknown): string {
   if (typeof query === 'string') return query
@@ -755,11 +756,25 @@ function instrumentationOf (orm: Any): OrmInstrumentation {
 function changeSetCounts (uow: Any): Map<string, number> {
   const counts = new Map<string, number>()
   const changeSets = uow.getChangeSets() as Any[]
-  for (const cs of changeSets) {
+  // Tallied per metadata object first (no string built per change set: flushes can be large).
+  const byMeta = new Map<Any, number[]>()
+  for (let i = 0; i < changeSets.length; i++) {
+    const cs = changeSets[i]
     const kind = CHANGE_SET_KIND[cs.type as string]
     if (kind === undefined) continue
-    const key = `${kind}\u0000${cs.meta.className as string}`
-    counts.set(key, (counts.get(key) ?? 0) + 1)
+    let tally = byMeta.get(cs.meta)
+    if (tally === undefined) {
+      tally = [0, 0, 0, 0]
+      byMeta.set(cs.meta, tally)
+    }
+    tally[kind]++
+  }
+  for (const [meta, tally] of byMeta) {
+    for (let kind = 0; kind < tally.length; kind++) {
+      if (tally[kind] === 0) continue
+      const key = `${kind}\u0000${meta.className as string}`
+      counts.set(key, (counts.get(key) ?? 0) + tally[kind])
+    }
   }
   const extra = typeof uow.getExtraUpdates === 'function' ? uow.getExtraUpdates() as Set<Any> | undefined : undefined
   if (extra === undefined || extra === null || extra.size === 0) return counts

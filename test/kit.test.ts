@@ -33,7 +33,7 @@ const recordingRules = recording.groups.flatMap((g) => g.rules)
 const alertingRules = alerting.groups.flatMap((g) => g.rules)
 const recordNames = new Set(recordingRules.map((r) => r.record as string))
 
-const PROMTOOL = 'promtool'
+const PROMTOOL = process.env.PROMTOOL ?? 'promtool'
 const promtoolVersion = spawnSync(PROMTOOL, ['--version'], { encoding: 'utf8' })
 const havePromtool = promtoolVersion.status === 0
 const noPromtool = havePromtool ? false : 'promtool is not installed (Debian: apt-get install prometheus); .ci/run installs it and runs these checks'
@@ -262,5 +262,35 @@ t.test('docs/README.md links every page', async (t) => {
     if (/^[a-z]+:/.test(link)) continue
     // Pages other people write may not exist yet while the kit is being written.
     t.ok(existsSync(join(docs, link)), `${link} exists`, existsSync(join(docs, link)) ? {} : { todo: 'page not written yet' })
+  }
+})
+
+t.test('docs/migrating-from-django-prometheus.md maps every django-prometheus metric to a real one', async (t) => {
+  // The 34 metrics django-prometheus 2.4/2.5 registers, by exposed name.
+  const django = [
+    'django_http_requests_before_middlewares_total', 'django_http_responses_before_middlewares_total',
+    'django_http_requests_latency_including_middlewares_seconds', 'django_http_requests_unknown_latency_including_middlewares_total',
+    'django_http_requests_total_by_method_total', 'django_http_requests_total_by_transport_total', 'django_http_ajax_requests_total',
+    'django_http_requests_body_total_bytes', 'django_http_requests_total_by_view_transport_method_total',
+    'django_http_responses_total_by_templatename_total', 'django_http_responses_total_by_status_total',
+    'django_http_responses_total_by_status_view_method_total', 'django_http_responses_total_by_charset_total',
+    'django_http_responses_streaming_total', 'django_http_responses_body_total_bytes', 'django_http_requests_latency_seconds_by_view_method',
+    'django_http_requests_unknown_latency_total', 'django_http_exceptions_total_by_type_total', 'django_http_exceptions_total_by_view_total',
+    'django_model_inserts_total', 'django_model_updates_total', 'django_model_deletes_total',
+    'django_db_new_connections_total', 'django_db_new_connection_errors_total', 'django_db_execute_total', 'django_db_execute_many_total',
+    'django_db_errors_total', 'django_db_query_duration_seconds',
+    'django_cache_get_total', 'django_cache_get_hits_total', 'django_cache_get_misses_total', 'django_cache_get_fail_total',
+    'django_migrations_unapplied_total', 'django_migrations_applied_total'
+  ]
+  t.equal(django.length, 34)
+  const doc = readFileSync(join(root, 'docs', 'migrating-from-django-prometheus.md'), 'utf8')
+  // Rows: | n | `django_name` | ours | notes |
+  const rows = new Map([...doc.matchAll(/^\| (\d+) \| `(django_\w+)` \| ([^|]*(?:\\\|[^|]*)*) \|/gm)].map((m) => [m[2], m[3].trim()]))
+  t.same([...rows.keys()].sort(), [...django].sort(), 'one numbered row per django-prometheus metric')
+  const registered = catalogueNames()
+  for (const [name, ours] of rows) {
+    if (ours === 'no equivalent') continue
+    const used = [...ours.matchAll(/`([^`]+)`/g)].flatMap((m) => metricNames(m[1]))
+    t.ok(used.length > 0 && used.every((n) => registered.has(n) || registered.has(n + '_bucket')), `${name} -> ${used.join(', ')}`)
   }
 })
