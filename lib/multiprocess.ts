@@ -299,7 +299,14 @@ type SourceKind = 'local' | 'live' | 'dead'
 export class Aggregate {
   readonly families = new Map<string, AggFamily>()
   readonly foreign = new Map<string, AggForeign>()
-  constructor (private readonly onMismatch: (name: string) => void) {}
+  /**
+   * @param keepLayouts the archive's way: a histogram with other buckets is kept apart, as it
+   *   is, so that it is re-bucketed only once, by the scrape (re-bucketing twice could move
+   *   counts up a bucket when a file is merged, and a cumulative bucket would go down)
+   * @param preferredBounds the scraping process's own buckets, by family name: the layout a
+   *   scrape renders, whichever file comes first
+   */
+  constructor (private readonly onMismatch: (name: string) => void, private readonly keepLayouts = false, private readonly preferredBounds?: ReadonlyMap<string, readonly number[]>) {}
 
   addFamilies (families: readonly FamilySnapshot[], kind: SourceKind, heartbeat: number): void {
     for (const f of families) {
@@ -309,16 +316,18 @@ export class Aggregate {
   }
 
   private addFamily (f: FamilySnapshot, kind: SourceKind, heartbeat: number): void {
-    let agg = this.families.get(f.name)
+    const key = this.keepLayouts && f.type === 'histogram' ? `${f.name}\u0000${(f.buckets ?? []).join(',')}` : f.name
+    let agg = this.families.get(key)
     if (agg === undefined) {
       const config = { name: f.name, help: f.help, labelNames: f.labelNames }
+      const bounds = f.type !== 'histogram' ? undefined : this.keepLayouts ? f.buckets ?? [] : [...(this.preferredBounds?.get(f.name) ?? f.buckets ?? [])]
       const family = f.type === 'counter'
         ? new CounterFamily(config)
-        : f.type === 'gauge' ? new GaugeFamily(config) : new HistogramFamily({ ...config, buckets: f.buckets ?? [] })
-      agg = { family, type: f.type, mode: f.mode ?? 'sum', labelNames: f.labelNames, bounds: f.buckets }
+        : f.type === 'gauge' ? new GaugeFamily(config) : new HistogramFamily({ ...config, buckets: bounds ?? [] })
+      agg = { family, type: f.type, mode: f.mode ?? 'sum', labelNames: f.labelNames, bounds }
       if (agg.mode === 'latest') agg.freshness = new Map()
       if (f.type === 'histogram') agg.sums = new Map()
-      this.families.set(f.name, agg)
+      this.families.set(key, agg)
     } else if (agg.type !== f.type || !sameArray(agg.labelNames, f.labelNames)) {
       this.onMismatch(f.name)
       return
@@ -488,6 +497,8 @@ export interface StoreOptions {
   prefix: string
   /** Told about every failure inside the store (never thrown into the app). */
   onError: (component: string, err: unknown) => void
+  /** This process's histogram buckets: a scrape renders every histogram with them. */
+  buckets?: { readonly latency: readonly number[], readonly size: readonly number[] }
 }
 
 const STORES = new WeakMap<Registry, MultiprocessStore>()
@@ -501,11 +512,23 @@ function onProcessExit (): void {
   for (const store of [...OPEN]) store.finalizeSync()
 }
 
+/**
+ * Listeners of a signal that, like ours, only clean up and let the signal end the process:
+ * signal-exit's (v3 and v4; used by test runners and coverage tools), which defers to any other
+ * listener the same way. Counting them avoids each waiting for the other.
+ */
+function politeListeners (): number {
+  const g = globalThis as unknown as Record<symbol, { count?: unknown } | undefined>
+  const v4 = g[Symbol.for('signal-exit emitter')]?.count
+  const v3 = (process as unknown as { __signal_exit_emitter__?: { count?: unknown } }).__signal_exit_emitter__?.count
+  return 1 + (typeof v4 === 'number' ? v4 : 0) + (typeof v3 === 'number' ? v3 : 0)
+}
+
 function onSignal (signal: NodeJS.Signals): void {
   // Another listener means the application handles the signal: it decides when to exit, and the
   // 'exit' event hands the totals over then. Alone, we hand them over now and let the signal do
   // what it would have done without us.
-  if (process.listenerCount(signal) > 1) return
+  if (process.listenerCount(signal) > politeListeners()) return
   onProcessExit()
   uninstallHandlers()
   process.kill(process.pid, signal)
@@ -539,6 +562,7 @@ export class MultiprocessStore {
   private readonly registry: Registry
   private readonly onError: (component: string, err: unknown) => void
   private readonly gaugeModes = new Map<string, GaugeMode>()
+  private readonly bounds = new Map<string, readonly number[]>()
   private readonly host = hostId()
   private readonly pstart = ownStart()
   private readonly startedAt = Date.now()
@@ -560,7 +584,9 @@ export class MultiprocessStore {
     this.file = join(this.dir, `fnm-${this.id}.json`)
     this.baseline = HANDED_OVER.get(opts.registry)
     for (const key of Object.keys(CATALOGUE) as FamilyKey[]) {
-      if (CATALOGUE[key].type === 'gauge') this.gaugeModes.set(opts.prefix + CATALOGUE[key].name, GAUGE_MODES[key] ?? 'sum')
+      const spec: { type: string, name: string, buckets?: 'latency' | 'size' } = CATALOGUE[key]
+      if (spec.type === 'gauge') this.gaugeModes.set(opts.prefix + spec.name, GAUGE_MODES[key] ?? 'sum')
+      if (spec.type === 'histogram' && opts.buckets !== undefined) this.bounds.set(opts.prefix + spec.name, opts.buckets[spec.buckets ?? 'latency'])
     }
   }
 
@@ -753,7 +779,7 @@ export class MultiprocessStore {
     const files = await Promise.all(names.filter((n) => PROCESS_FILE.test(n) && n !== `fnm-${this.id}.json`).map(async (n) => await this.readJson<ProcessSnapshot>(n)))
     const archive = await this.readJson<ArchiveSnapshot>(ARCHIVE_FILE)
     const merged = archive?.merged ?? {}
-    const agg = new Aggregate((name) => { this.onError('multiprocess', new Error(`metric '${name}' has another type or other labels in another process; left out`)) })
+    const agg = new Aggregate((name) => { this.onError('multiprocess', new Error(`metric '${name}' has another type or other labels in another process; left out`)) }, false, this.bounds)
     agg.addFamilies(own.families, 'local', own.heartbeat)
     agg.addForeign(own.foreign, own.pid)
     const now = Date.now()
@@ -842,7 +868,7 @@ export class MultiprocessStore {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
     }
     const merged: Record<string, number> = { ...(archive?.merged ?? {}) }
-    const agg = new Aggregate(() => { this.onError('multiprocess', new Error('a dead process file disagrees with the archive on a metric\'s type or labels; that metric is left out')) })
+    const agg = new Aggregate(() => { this.onError('multiprocess', new Error('a dead process file disagrees with the archive on a metric\'s type or labels; that metric is left out')) }, true)
     if (archive !== undefined) agg.addFamilies(archive.families, 'dead', 0)
     const done: string[] = []
     let changed = false

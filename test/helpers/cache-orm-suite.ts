@@ -56,21 +56,25 @@ export function cacheOrmSuite (t: Any, lib: Any): void {
     t.test(`hits, misses, expiry and em.clearCache: ${title}`, async (t: Any) => {
       const { orm, Site, scrape } = await setup(t, config())
       const em = orm.em.fork()
-      t.equal((await em.find(Site, {}, { cache: 50 })).length, 3) // miss + set
-      t.equal((await em.find(Site, {}, { cache: 50 })).length, 3) // hit
-      await em.find(Site, {}, { cache: 50 }) // hit
-      await em.find(Site, { name: 'a' }, { cache: 50 }) // another key: miss + set
+      // TTLs: 10 s for the entries that must be hits (a loaded machine must not expire them),
+      // 100 ms for the one that must expire.
+      t.equal((await em.find(Site, {}, { cache: 10_000 })).length, 3) // miss + set
+      t.equal((await em.find(Site, {}, { cache: 10_000 })).length, 3) // hit
+      await em.find(Site, {}, { cache: 10_000 }) // hit
+      await em.find(Site, { name: 'a' }, { cache: 10_000 }) // another key: miss + set
       t.same(counts(await scrape(), 'orm-result'), { get: 4, hits: 2, misses: 2, fail: 0, set: 2, inv: 0 })
 
-      await sleep(120) // past the 50 ms TTL
-      await em.find(Site, {}, { cache: 50 }) // expired: miss + set
-      t.same(counts(await scrape(), 'orm-result'), { get: 5, hits: 2, misses: 3, fail: 0, set: 3, inv: 0 }, 'an expired entry is a miss')
+      await em.find(Site, { name: 'b' }, { cache: 100 }) // miss + set, expires in 100 ms
+      await sleep(300)
+      await em.find(Site, { name: 'b' }, { cache: 100 }) // expired: miss + set
+      await em.find(Site, {}, { cache: 10_000 }) // still a hit
+      t.same(counts(await scrape(), 'orm-result'), { get: 7, hits: 3, misses: 4, fail: 0, set: 4, inv: 0 }, 'an expired entry is a miss')
 
       await em.find(Site, {}, { cache: ['sites', 60_000] }) // miss + set
       await em.find(Site, {}, { cache: ['sites', 60_000] }) // hit
       await em.clearCache('sites') // invalidation
       await em.find(Site, {}, { cache: ['sites', 60_000] }) // miss + set
-      t.same(counts(await scrape(), 'orm-result'), { get: 8, hits: 3, misses: 5, fail: 0, set: 5, inv: 1 }, 'em.clearCache is an invalidation')
+      t.same(counts(await scrape(), 'orm-result'), { get: 10, hits: 4, misses: 6, fail: 0, set: 6, inv: 1 }, 'em.clearCache is an invalidation')
     })
   }
 

@@ -50,7 +50,8 @@ export function migrationsSuite (t: Any, lib: Any, migrations: Any, major: 6 | 7
       clientUrl: db.url,
       entities: entities(lib).schemas,
       extensions: [migrations.Migrator],
-      migrations: { migrationsList },
+      // snapshot: false, or up() writes .snapshot-<db>.json into ./migrations of the working directory
+      migrations: { migrationsList, snapshot: false },
       allowGlobalContext: true,
       debug: false
     })

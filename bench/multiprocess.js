@@ -1,0 +1,177 @@
+'use strict'
+/**
+ * Multiprocess mode benchmark (`docs/multiprocess.md`).
+ *
+ * 1. Throughput: the same server in single-process mode and in multiprocess mode (default flush
+ *    interval, 1 s), each holding 2,000 extra label sets so that every flush writes a realistic
+ *    snapshot. Server pinned to CPU 0, load generator (wrk, else autocannon) to CPU 1; rounds
+ *    alternate the order; the ratio is taken pair by pair, then the median is reported.
+ * 2. Scrape time: 8 stores (standing for 8 workers) share a directory, each with 2,000 label sets
+ *    in http_requests_total and http_request_duration_seconds (a counter and a 19-bucket
+ *    histogram); the time for one of them to serve a scrape (flush its own file, read the 7
+ *    others and the archive, aggregate, render) is measured, median of repeated runs.
+ *
+ *   node bench/multiprocess.js [--rounds 5] [--seconds 3] [--connections 32] [--scrapes 21]
+ * Writes bench/results/multiprocess.json.
+ */
+const { fork, execFileSync, spawnSync } = require('node:child_process')
+const { writeFileSync, mkdirSync, mkdtempSync, rmSync, readdirSync, statSync } = require('node:fs')
+const { join } = require('node:path')
+const os = require('node:os')
+
+const args = process.argv.slice(2)
+const opt = (name, def) => { const i = args.indexOf(`--${name}`); return i === -1 ? def : Number(args[i + 1]) }
+const ROUNDS = opt('rounds', 5)
+const SECONDS = opt('seconds', 3)
+const CONNECTIONS = opt('connections', 32)
+const SCRAPES = opt('scrapes', 21)
+const SERIES = 2000
+const WORKERS = 8
+
+const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0
+const useTaskset = has('taskset') && os.cpus().length >= 2
+const useWrk = has('wrk')
+const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2 }
+const round3 = (x) => Math.round(x * 1000) / 1000
+
+/** 2,000 label sets: 200 routes x 5 status codes x 2 methods. */
+function* labelSets () {
+  for (let r = 0; r < 200; r++) for (const status of ['200', '201', '400', '404', '500']) for (const method of ['GET', 'POST']) yield [method, `/api/dcim/thing${r}/:id`, status]
+}
+
+// ----- the server (child process)
+async function server () {
+  const Fastify = require('fastify')
+  const app = Fastify({ logger: false })
+  const opts = { enabled: true }
+  if (process.env.MODE === 'multi') opts.multiprocess = { dir: process.env.MP_DIR }
+  await app.register(require('..'), opts)
+  app.get('/item/:id', async (request) => ({ id: request.params.id, name: 'device', status: 'active' }))
+  await app.ready()
+  const requests = app.metrics.registry.getSingleMetric('http_requests_total')
+  const duration = app.metrics.registry.getSingleMetric('http_request_duration_seconds')
+  for (const l of labelSets()) { requests.child(...l).value++; duration.child(...l).observe(0.01) }
+  await app.listen({ port: Number(process.env.PORT), host: '127.0.0.1' })
+  process.send('ready')
+}
+
+function startServer (mode, port, dir) {
+  return new Promise((resolve, reject) => {
+    const env = { ...process.env, ROLE: 'server', MODE: mode, PORT: String(port), MP_DIR: dir }
+    const child = useTaskset
+      ? fork(__filename, [], { env, execPath: 'taskset', execArgv: ['-c', '0', process.execPath] })
+      : fork(__filename, [], { env })
+    child.once('message', () => resolve(child))
+    child.once('exit', (code) => reject(new Error(`${mode} server exited ${code}`)))
+  })
+}
+
+function load (port, seconds) {
+  const url = `http://127.0.0.1:${port}/item/42`
+  if (useWrk) {
+    const cmd = [...(useTaskset ? ['taskset', '-c', '1'] : []), 'wrk', '-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, url]
+    const out = execFileSync(cmd[0], cmd.slice(1)).toString()
+    return Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1])
+  }
+  const out = execFileSync(process.execPath, [require.resolve('autocannon/autocannon.js'), '-j', '-c', String(CONNECTIONS), '-d', String(seconds), url]).toString()
+  return JSON.parse(out).requests.average
+}
+
+async function throughput (dir) {
+  const modes = ['single', 'multi']
+  const servers = {}
+  let port = 40300
+  for (const mode of modes) servers[mode] = { port, child: await startServer(mode, port++, dir) }
+  try {
+    for (const mode of modes) load(servers[mode].port, 1)
+    const rounds = []
+    for (let r = 0; r < ROUNDS; r++) {
+      const order = r % 2 === 0 ? modes : [...modes].reverse()
+      const round = {}
+      for (const mode of order) round[mode] = load(servers[mode].port, SECONDS)
+      rounds.push(round)
+      process.stderr.write(`round ${r + 1}/${ROUNDS}: single ${Math.round(round.single)}/s, multi ${Math.round(round.multi)}/s\n`)
+    }
+    const ratios = rounds.map((r) => r.multi / r.single)
+    return {
+      medianRps: { single: Math.round(median(rounds.map((r) => r.single))), multi: Math.round(median(rounds.map((r) => r.multi))) },
+      multiVsSingle: { median: round3(median(ratios)), min: round3(Math.min(...ratios)), max: round3(Math.max(...ratios)) },
+      extraCostPerRequestPct: round3((1 / median(ratios) - 1) * 100),
+      rounds
+    }
+  } finally {
+    for (const mode of modes) servers[mode].child.kill()
+  }
+}
+
+async function scrapeTime (dir) {
+  const { Registry } = require('prom-client')
+  const { MetricSet } = require('../dist/lib/metrics.js')
+  const { MultiprocessStore } = require('../dist/lib/multiprocess.js')
+  const { DEFAULT_LATENCY_BUCKETS, DEFAULT_SIZE_BUCKETS } = require('../dist/lib/metrics.js')
+  const buckets = { latency: DEFAULT_LATENCY_BUCKETS, size: DEFAULT_SIZE_BUCKETS }
+  const stores = []
+  for (let w = 0; w < WORKERS; w++) {
+    const registry = new Registry()
+    const metrics = new MetricSet({ registry, prefix: '', buckets, maxSeriesPerMetric: 10000 })
+    const requests = metrics.get('httpRequests')
+    const duration = metrics.get('httpDuration')
+    for (const l of labelSets()) { requests.child(...l).value += w + 1; duration.child(...l).observe(0.003 * (w + 1)) }
+    stores.push(MultiprocessStore.acquire({ registry, prefix: '', buckets, config: { dir, flushIntervalMs: 3_600_000, source: 'bench' }, onError: (c, e) => { throw e } }))
+  }
+  for (const s of stores) await s.flush(false)
+  const fileBytes = readdirSync(dir).filter((n) => n.startsWith('fnm-')).map((n) => statSync(join(dir, n)).size)
+  const times = []
+  let lines = 0
+  for (let i = 0; i < SCRAPES; i++) {
+    const t0 = process.hrtime.bigint()
+    const text = await stores[i % WORKERS].render('prometheus')
+    times.push(Number(process.hrtime.bigint() - t0) / 1e6)
+    lines = text.split('\n').length
+  }
+  // Single-process reference: the same registry rendered alone.
+  const { renderRegistry } = require('../dist/lib/exposition.js')
+  const single = []
+  for (let i = 0; i < SCRAPES; i++) {
+    const t0 = process.hrtime.bigint()
+    await renderRegistry(stores[0].registry, 'prometheus')
+    single.push(Number(process.hrtime.bigint() - t0) / 1e6)
+  }
+  for (const s of stores) await s.release()
+  return {
+    workers: WORKERS,
+    seriesPerWorker: { http_requests_total: SERIES, http_request_duration_seconds: SERIES },
+    fileBytesPerWorker: Math.round(median(fileBytes)),
+    exposedLines: lines,
+    medianMs: round3(median(times)),
+    minMs: round3(Math.min(...times)),
+    maxMs: round3(Math.max(...times)),
+    singleProcessRenderMedianMs: round3(median(single))
+  }
+}
+
+async function main () {
+  const dirT = mkdtempSync(join(os.tmpdir(), 'fnm-bench-mp-'))
+  const dirS = mkdtempSync(join(os.tmpdir(), 'fnm-bench-mp-'))
+  try {
+    const scrape = await scrapeTime(dirS)
+    console.log(`scrape aggregating ${WORKERS} workers x ${SERIES} label sets (counter + histogram): median ${scrape.medianMs} ms [${scrape.minMs}, ${scrape.maxMs}] (goal < 100 ms); single-process render of one worker's registry: ${scrape.singleProcessRenderMedianMs} ms; file ${scrape.fileBytesPerWorker} B per worker`)
+    const tp = await throughput(dirT)
+    console.log(`throughput: single ${tp.medianRps.single}/s, multi ${tp.medianRps.multi}/s; multi/single median ${tp.multiVsSingle.median} [${tp.multiVsSingle.min}, ${tp.multiVsSingle.max}] => extra cost per request ${tp.extraCostPerRequestPct}% (goal < 3%)`)
+    const result = {
+      date: new Date().toISOString(),
+      machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, pinned: useTaskset, loadTool: useWrk ? 'wrk' : 'autocannon', loadavg: os.loadavg().map(round3) },
+      method: { rounds: ROUNDS, seconds: SECONDS, connections: CONNECTIONS, route: 'GET /item/:id (small JSON)', extraLabelSetsPerServer: SERIES, flushIntervalMs: 1000, scrapes: SCRAPES },
+      throughput: tp,
+      scrape
+    }
+    mkdirSync(join(__dirname, 'results'), { recursive: true })
+    writeFileSync(join(__dirname, 'results', 'multiprocess.json'), JSON.stringify(result, null, 2) + '\n')
+  } finally {
+    rmSync(dirT, { recursive: true, force: true })
+    rmSync(dirS, { recursive: true, force: true })
+  }
+}
+
+if (process.env.ROLE === 'server') server().catch((err) => { console.error(err); process.exit(1) })
+else main().catch((err) => { console.error(err); process.exit(1) })
