@@ -268,7 +268,9 @@ async function internally<R> (fn: () => Promise<R>): Promise<R> {
   try {
     return await internalQueries.run(true, fn)
   } finally {
-    internalDepth--
+    // On Node 20 an enabled AsyncLocalStorage keeps promise hooks on for the whole process;
+    // turn it off again as soon as no internal query is in flight (the next run() re-enables it).
+    if (--internalDepth === 0) internalQueries.disable()
   }
 }
 

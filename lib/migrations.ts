@@ -13,7 +13,8 @@
  * table exists the first time, as any call of them from the app would.
  */
 import { createRequire } from 'node:module'
-import { join } from 'node:path'
+import { existsSync } from 'node:fs'
+import { join, resolve } from 'node:path'
 import type { MetricSet } from './metrics'
 
 /** Default time a migration count is reused before the Migrator is asked again. */
@@ -34,6 +35,16 @@ interface OrmLike {
 
 interface Counts { applied: number, pending: number }
 
+/** Whether the ORM's config names migrations that exist: a non-empty `migrationsList` or an existing folder. */
+function usesMigrations (orm: OrmLike): boolean {
+  const config = orm.config as { get?: (key: string) => unknown } | undefined
+  const m = config?.get?.('migrations') as { migrationsList?: unknown[], path?: string, pathTs?: string } | undefined
+  if (m === undefined || m === null) return false
+  if (Array.isArray(m.migrationsList) && m.migrationsList.length > 0) return true
+  const baseDir = (config?.get?.('baseDir') as string | undefined) ?? process.cwd()
+  return [m.path, m.pathTs].some((p) => typeof p === 'string' && existsSync(resolve(baseDir, p)))
+}
+
 /** One ORM context whose migrations are counted. */
 class MigrationSource {
   private cached: { at: number, value: Promise<Counts | undefined> } | undefined
@@ -51,8 +62,10 @@ class MigrationSource {
     try {
       const registered = orm.config?.getExtension?.('@mikro-orm/migrator')
       if (registered !== undefined && registered !== null) return registered as MigratorLike
-      // MikroORM 6 loads @mikro-orm/migrations on demand from the app's directory; ask only if it is there.
-      if (typeof orm.getMigrator !== 'function') return undefined
+      // MikroORM 6 loads @mikro-orm/migrations on demand from the app's directory; ask only if it is
+      // there and the app evidently uses migrations: the Migrator's reads create its table and
+      // folder, which a scrape must not do to an app that merely has the package installed.
+      if (typeof orm.getMigrator !== 'function' || !usesMigrations(orm)) return undefined
       createRequire(join(process.cwd(), 'noop.js')).resolve('@mikro-orm/migrations')
       return orm.getMigrator() as MigratorLike
     } catch {
