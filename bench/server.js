@@ -7,6 +7,8 @@ async function main () {
   const app = Fastify({ logger: false })
   if (mode === 'plugin') {
     await app.register(require('..'), { enabled: true })
+  } else if (mode === 'plugin-nodefault') {
+    await app.register(require('..'), { enabled: true, defaultMetrics: false })
   } else if (mode === 'fastify-metrics') {
     await app.register(require('fastify-metrics'), { endpoint: '/metrics' })
   } else if (mode !== 'bare') {

@@ -225,6 +225,19 @@ export async function buildApp ({ orm, fastify }: BuildAppOptions): Promise<Fast
   const app = Fastify({ logger: false, ...fastify })
   await app.register(netboxMetrics, { enabled: true, orm })
 
+  // Middleware, as NetBox has it: a request id on every response (timed as the onRequest phase)
+  // and a token check on writes (timed as the preHandler phase).
+  let nextRequestId = 0
+  app.addHook('onRequest', (_request, reply, done) => {
+    void reply.header('x-request-id', String(++nextRequestId))
+    done()
+  })
+  app.addHook('preHandler', async (request, reply) => {
+    if (request.method !== 'GET' && request.method !== 'HEAD' && request.headers['x-demo-readonly'] === '1') {
+      await reply.code(403).send({ error: 'read-only token' })
+    }
+  })
+
   // A request-scoped entity manager: one fork per request, created on first use.
   const forks = new WeakMap<object, EntityManager>()
   const emFor = (request: object): EntityManager => {

@@ -17,7 +17,7 @@ import { performance } from 'node:perf_hooks'
 import { FNM_ERR_ROUTE_CONFIG_INVALID } from '../lib/errors'
 import type { CounterSeries, GaugeSeries, HistogramSeries } from '../lib/families'
 import type { MetricSet } from '../lib/metrics'
-import { kRequestState, kWrapped } from '../lib/symbols'
+import { kRequestState, kResponseState, kWrapped } from '../lib/symbols'
 
 /** The `route` label of a request that matched no route (Fastify's not-found handler). */
 export const UNMATCHED_ROUTE = '__unmatched__'
@@ -85,13 +85,21 @@ class RequestState {
   /** Sum of every wrapped hook's time, to take nested hook time out of a synchronous handler. */
   hookTime = 0
   done = false
+  readonly reply: FastifyReply
+  /** The response's own write(), called by the counting write. */
+  readonly write: ServerResponse['write']
+  /** Settles the request once its response closes (set by installHttpHooks). */
+  readonly finish: (state: RequestState) => void
 
-  constructor (start: number, method: MethodSeries, methodIndex: number, route: RouteRecord, routeMethod: RouteMethodSeries) {
+  constructor (start: number, method: MethodSeries, methodIndex: number, route: RouteRecord, routeMethod: RouteMethodSeries, reply: FastifyReply, finish: (state: RequestState) => void) {
     this.start = start
     this.method = method
     this.methodIndex = methodIndex
     this.route = route
     this.routeMethod = routeMethod
+    this.reply = reply
+    this.write = reply.raw.write
+    this.finish = finish
   }
 
   addPhase (phase: number, ms: number): void {
@@ -102,6 +110,44 @@ class RequestState {
 }
 
 type StatefulRequest = FastifyRequest & { [kRequestState]: RequestState | null }
+type StatefulResponse = ServerResponse & { [kResponseState]: RequestState }
+
+/**
+ * The response's 'close' listener, shared by every request (no closure per request): the
+ * response ended, or the connection closed first.
+ */
+function onResponseClose (this: StatefulResponse): void {
+  const state = this[kResponseState]
+  state.finish(state)
+}
+
+/**
+ * Counts streamed response bytes. Streams (Node and web) reach the socket through res.write;
+ * Fastify ends other payloads with res.end(payload) and a Content-Length, so this runs only for
+ * streamed bodies. Shared by every request; the state is on the response.
+ */
+function countingWrite (this: StatefulResponse, chunk: any, ...rest: any[]): boolean {
+  const state = this[kResponseState]
+  if (chunk != null && !state.done) state.responseBytes += typeof chunk === 'string' ? Buffer.byteLength(chunk, typeof rest[0] === 'string' ? rest[0] as BufferEncoding : 'utf8') : chunk.length
+  return (state.write as AnyFn).apply(this, [chunk, ...rest])
+}
+
+let kRouteContext: symbol | null | undefined
+/**
+ * The matched route's config. Fastify's public \`request.routeOptions\` builds a new object on
+ * every read; the route context it reads from sits on the request under Fastify's
+ * \`fastify.context\` symbol, found once. Falls back to the public getter if it is ever missing.
+ */
+function routeConfigOf (request: FastifyRequest): unknown {
+  if (kRouteContext === undefined) {
+    kRouteContext = Object.getOwnPropertySymbols(request).find((s) => s.description === 'fastify.context') ?? null
+  }
+  if (kRouteContext !== null) {
+    const context = (request as unknown as Record<symbol, { config?: unknown } | undefined>)[kRouteContext]
+    if (context !== undefined) return context.config
+  }
+  return request.routeOptions.config
+}
 
 /** The `type` label of an exception: its Fastify/Node error code, else its class name. */
 export function exceptionType (err: unknown): string {
@@ -162,7 +208,7 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
     return false
   }
   function recordOf (request: FastifyRequest): RouteRecord {
-    const routeConfig = request.routeOptions.config as unknown as (Record<string, unknown> & { url?: string }) | undefined
+    const routeConfig = routeConfigOf(request) as (Record<string, unknown> & { url?: string }) | undefined
     if (routeConfig === undefined || routeConfig === null) return unmatched
     let record = records.get(routeConfig)
     if (record === undefined) {
@@ -186,7 +232,8 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
     return rm
   }
 
-  function finish (state: RequestState, reply: FastifyReply): void {
+  function finish (state: RequestState): void {
+    const reply = state.reply
     const res = reply.raw
     if (state.done) return
     state.done = true
@@ -238,10 +285,18 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
     return state.responseBytes
   }
 
+  function settle (state: RequestState): void {
+    try {
+      finish(state)
+    } catch (err) {
+      onInternalError('http', err)
+    }
+  }
+
   function startRequest (request: StatefulRequest, reply: FastifyReply, record: RouteRecord): void {
     const i = indexOfMethod(request.raw.method)
     const m = seriesOfMethod(i)
-    const state = new RequestState(performance.now(), m, i, record, seriesOfRouteMethod(record, i))
+    const state = new RequestState(performance.now(), m, i, record, seriesOfRouteMethod(record, i), reply, settle)
     m.received.value++
     m.inFlight.value++
     request[kRequestState] = state
@@ -257,21 +312,11 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
       req.prependListener('data', (chunk: Buffer | string) => { state.requestBytes += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length })
     }
 
-    const res = reply.raw
-    // Streams (Node and web) reach the socket through res.write; Fastify ends other payloads
-    // with res.end(payload) and a Content-Length, so this wrapper runs only for streamed bodies.
-    const write = res.write
-    res.write = function countingWrite (this: ServerResponse, chunk: any, ...rest: any[]): boolean {
-      if (chunk != null && !state.done) state.responseBytes += typeof chunk === 'string' ? Buffer.byteLength(chunk, typeof rest[0] === 'string' ? rest[0] as BufferEncoding : 'utf8') : chunk.length
-      return (write as AnyFn).call(this, chunk, ...rest)
-    } as ServerResponse['write']
-    res.once('close', () => {
-      try {
-        finish(state, reply)
-      } catch (err) {
-        onInternalError('http', err)
-      }
-    })
+    const res = reply.raw as StatefulResponse
+    res[kResponseState] = state
+    res.write = countingWrite as ServerResponse['write']
+    // 'close' fires once per response; on() avoids once()'s wrapper allocation.
+    res.on('close', onResponseClose)
   }
 
   fastify.decorateRequest(kRequestState as unknown as string, null)
@@ -406,7 +451,10 @@ export function wrapHandler (handler: AnyFn, onInternalError: (component: string
   if (typeof handler !== 'function' || (handler as unknown as Record<symbol, unknown>)[kWrapped] !== undefined) return handler
   return copyShape(function (this: unknown, request: unknown, reply: unknown): unknown {
     const state = stateOf(request)
-    if (state === null) return handler.call(this, request, reply)
+    // The handler is timed only when an application hook ran before it: without hooks there is
+    // nothing to break the request down into, and the handler's time is the request's duration
+    // less Fastify's own work. This keeps routes without hooks free of phase-timing cost.
+    if (state === null || state.phaseMask === 0) return handler.call(this, request, reply)
     const t0 = performance.now()
     const hooksBefore = state.hookTime
     const stop = (): void => {

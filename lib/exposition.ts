@@ -20,6 +20,8 @@ export const RENDER_SLICE_SERIES = 250
 /** Longest stretch of rendering before the event loop gets a turn, in milliseconds. */
 export const RENDER_SLICE_MS = 10
 
+const lastSize = new WeakMap<object, number>()
+
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
 
 /** The two exposition formats. */
@@ -102,7 +104,8 @@ export async function renderRegistryBuffer (registry: Registry, format: Expositi
       return null
     }
   }))
-  const w = new ExpositionWriter()
+  // Start at the size of the previous scrape: a large exposition then needs no regrowth.
+  const w = new ExpositionWriter(lastSize.get(registry) ?? undefined)
   let sliceStart = performance.now()
   for (const c of collected) {
     if (c === null) continue
@@ -125,5 +128,6 @@ export async function renderRegistryBuffer (registry: Registry, format: Expositi
     }
   }
   if (openMetrics) w.text('# EOF\n')
+  lastSize.set(registry, Math.max(64 * 1024, Math.ceil(w.length * 1.1)))
   return w.toBuffer()
 }
