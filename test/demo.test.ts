@@ -8,8 +8,7 @@
 import t from 'tap'
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import http from 'node:http'
-import { createServer } from 'node:net'
+import { freePort, get, sleep } from './helpers/net'
 import { join } from 'node:path'
 
 const root = join(__dirname, '..')
@@ -45,33 +44,7 @@ function total (samples: Sample[], name: string, match: Record<string, string> =
   return found ? sum : -1
 }
 
-function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.on('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const a = srv.address()
-      const port = typeof a === 'object' && a !== null ? a.port : 0
-      srv.close(() => resolve(port))
-    })
-  })
-}
 
-function get (url: string, timeoutMs = 5000): Promise<{ status: number, body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent: false }, (res) => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (c: string) => { body += c })
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
-      res.on('error', reject)
-    })
-    req.setTimeout(timeoutMs, () => req.destroy(new Error(`GET ${url} timed out`)))
-    req.on('error', reject)
-  })
-}
-
-const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
 
 /** PIDs of the processes whose command line contains `needle` (pgrep -f). */
 function pgrep (needle: string): number[] {

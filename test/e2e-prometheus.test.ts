@@ -10,8 +10,7 @@
 import t from 'tap'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import http from 'node:http'
-import { createServer } from 'node:net'
+import { freePort, get, sleep } from './helpers/net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -31,33 +30,7 @@ const FIRST_BATCH = 7
 const SECOND_BATCH = 30
 const SENT = FIRST_BATCH + SECOND_BATCH
 
-const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
 
-function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.on('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const a = srv.address()
-      const port = typeof a === 'object' && a !== null ? a.port : 0
-      srv.close(() => resolve(port))
-    })
-  })
-}
-
-function get (url: string, timeoutMs = 5000): Promise<{ status: number, body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent: false }, (res) => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (c: string) => { body += c })
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
-      res.on('error', reject)
-    })
-    req.setTimeout(timeoutMs, () => req.destroy(new Error(`GET ${url} timed out`)))
-    req.on('error', reject)
-  })
-}
 
 interface Sample { metric: Record<string, string>, value: [number, string] }
 

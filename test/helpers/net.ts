@@ -1,0 +1,34 @@
+/** Test helpers for tests that start real servers: a free port, a plain GET, a sleep. */
+import http from 'node:http'
+import { createServer } from 'node:net'
+
+/** A port that was free a moment ago on 127.0.0.1. */
+export function freePort (): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer()
+    srv.on('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const a = srv.address()
+      const port = typeof a === 'object' && a !== null ? a.port : 0
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+/** GET a URL without keep-alive; resolves with the status and the body. */
+export function get (url: string, timeoutMs = 5000): Promise<{ status: number, body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent: false }, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (c: string) => { body += c })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+      res.on('error', reject)
+    })
+    req.setTimeout(timeoutMs, () => req.destroy(new Error(`GET ${url} timed out`)))
+    req.on('error', reject)
+  })
+}
+
+/** Resolves after `ms` milliseconds. */
+export const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
