@@ -21,6 +21,7 @@ for (const [file, args] of steps) {
   execFileSync(process.execPath, ['--expose-gc', join(__dirname, file), ...args], { stdio: 'inherit', env })
 }
 execFileSync(process.execPath, [join(__dirname, 'chart.js')], { stdio: 'inherit' })
+execFileSync(process.execPath, [join(__dirname, 'report.js')], { stdio: 'inherit' })
 const summary = {}
 for (const name of ['http', 'routes', 'scrape', 'memory', 'orm', 'multiprocess']) {
   const p = join(__dirname, 'results', `${name}.json`)

@@ -1,0 +1,67 @@
+'use strict'
+// Writes the latest benchmark tables (bench/results/*.json) into docs/performance.md, between
+// the bench:start and bench:end markers, so the page always shows the numbers of the last run.
+const { existsSync, readFileSync, writeFileSync } = require('node:fs')
+const { join } = require('node:path')
+
+const results = join(__dirname, 'results')
+const read = (name) => { const p = join(results, `${name}.json`); return existsSync(p) ? JSON.parse(readFileSync(p, 'utf8')) : null }
+const f3 = (s) => `${s.median.toFixed(3)} [${s.min.toFixed(3)}, ${s.max.toFixed(3)}]`
+const lines = []
+
+const http = read('http')
+if (http) {
+  lines.push(`### HTTP hot path (${http.date.slice(0, 10)}, Node ${http.machine.node}, ${http.machine.cpus} CPUs ${http.machine.model ?? ''}, ${http.machine.loadTool}, ${http.method.rounds} alternating rounds of ${http.method.seconds} s, ${http.method.connections} connections, servers pinned to CPU 0 and the load to CPU 1: ${http.machine.pinned})`, '')
+  lines.push('| server | median req/s | throughput / bare, median [min, max] | median p99 ms | CPU ns per request |', '|---|---|---|---|---|')
+  lines.push(`| bare Fastify | ${http.medianRps.bare} | 1.000 | ${http.medianP99ms.bare} | ${http.medianCpuNsPerRequest.bare} |`)
+  lines.push(`| fastify-netbox-metrics (defaults: every HTTP family, default metrics) | ${http.medianRps.plugin} | ${f3(http.ratios.pluginVsBare)} | ${http.medianP99ms.plugin} | ${http.medianCpuNsPerRequest.plugin} |`)
+  if (http.ratios.fastifyMetricsVsBare) lines.push(`| fastify-metrics 14.1 (defaults) | ${http.medianRps['fastify-metrics']} | ${f3(http.ratios.fastifyMetricsVsBare)} | ${http.medianP99ms['fastify-metrics']} | ${http.medianCpuNsPerRequest['fastify-metrics']} |`)
+  lines.push('')
+  if (http.ratios.pluginVsFastifyMetrics) lines.push(`- this plugin vs fastify-metrics, throughput: **${f3(http.ratios.pluginVsFastifyMetrics)}x**`)
+  lines.push(`- this plugin's p99 vs bare: ${f3(http.ratios.pluginP99VsBare)}x`)
+  lines.push(`- this plugin's own CPU per request (plugin minus bare, pair by pair): median ${Math.round(http.pluginCostNsPerRequest.median)} ns [${Math.round(http.pluginCostNsPerRequest.min)}, ${Math.round(http.pluginCostNsPerRequest.max)}]`, '')
+  lines.push('![throughput chart](images/throughput.svg)', '')
+}
+const routes = read('routes')
+if (routes) {
+  lines.push('### Cost against the number of registered routes', '', '| registered routes | plugin / bare throughput, median [min, max] | plugin CPU ns per request above bare |', '|---|---|---|')
+  for (const r of routes.rows) lines.push(`| ${r.routes} | ${f3(r.ratio)} | ${Math.round(r.pluginCostNsPerRequest.median)} |`)
+  lines.push('')
+}
+const scrape = read('scrape')
+if (scrape) {
+  lines.push(`### Scrape of ${scrape.series.total} series (${scrape.series.counters} counter series, ${scrape.series.histogramLabelSets} histogram label sets; ${scrape.series.sampleLines} sample lines)`, '')
+  lines.push('| renderer | median ms |', '|---|---|', `| fastify-netbox-metrics | ${scrape.medianMs.ours} |`, `| prom-client registry.metrics() | ${scrape.medianMs.promClient} |`, '')
+  lines.push(`- ratio (ours / prom-client), pair by pair: **${scrape.ratio}**; same content: ${scrape.sameContent}`)
+  lines.push(`- longest event-loop stall during our scrape: **${scrape.maxEventLoopStallMs} ms**`, '')
+}
+const memory = read('memory')
+if (memory) {
+  lines.push(`### Memory (${memory.requests} requests over ${memory.routes} routes, real HTTP)`, '')
+  lines.push('| requests | heap after GC, MB |', '|---|---|')
+  for (const p of memory.heapMB) lines.push(`| ${p.requests} | ${p.heapMB} |`)
+  lines.push('', `Growth after warm-up: **${memory.growthAfterWarmupMB} MB**.`, '')
+  lines.push('| series type | bytes per series, this package | bytes per series, prom-client |', '|---|---|---|')
+  lines.push(`| counter | ${memory.bytesPerSeries.counter} | ${memory.bytesPerSeries.promClientCounter} |`, `| histogram (18 buckets) | ${memory.bytesPerSeries.histogram} | ${memory.bytesPerSeries.promClientHistogram} |`, '')
+}
+const orm = read('orm')
+if (orm) {
+  lines.push(`### MikroORM (${orm.date.slice(0, 10)})`, '', '| case | bare median ms | instrumented median ms | overhead | per operation µs |', '|---|---|---|---|---|')
+  for (const [name, r] of Object.entries(orm.results)) lines.push(`| ${name} (${r.operations} operations) | ${r.medianMs.bare} | ${r.medianMs.instrumented} | ${r.overheadPct}% | ${r.perOperationUs} |`)
+  if (orm.flushDirect) lines.push('', `Flush of 10,000 entities measured directly: ${orm.flushDirect.subscriberMsPerFlush} ms in the subscriber + ${orm.flushDirect.statementsPerFlush} statements x the per-statement cost = **${orm.flushDirect.estimatedOverheadMs} ms (${orm.flushDirect.estimatedOverheadPct}%)**. The \`executeStub\` row (database call stubbed out) is the per-statement client-side cost; the end-to-end rows are within the machine's noise.`)
+  lines.push('')
+}
+const mp = read('multiprocess')
+if (mp) {
+  lines.push(`### Several processes (${mp.date.slice(0, 10)})`, '')
+  lines.push(`- scrape aggregating ${mp.scrape.workers} workers x ${mp.scrape.seriesPerWorker.http_requests_total} label sets (a counter and a histogram each): median **${mp.scrape.medianMs} ms** [${mp.scrape.minMs}, ${mp.scrape.maxMs}] (one registry alone: ${mp.scrape.singleProcessRenderMedianMs} ms; ${mp.scrape.fileBytesPerWorker} bytes per worker file)`)
+  lines.push(`- throughput, multi-process mode / single-process mode: median ${f3(mp.throughput.multiVsSingle)} (extra cost per request ${mp.throughput.extraCostPerRequestPct}%)`, '')
+}
+
+const page = join(__dirname, '..', 'docs', 'performance.md')
+const text = readFileSync(page, 'utf8')
+const start = text.indexOf('<!-- bench:start -->')
+const end = text.indexOf('<!-- bench:end -->')
+if (start === -1 || end === -1) throw new Error('docs/performance.md has no bench markers')
+writeFileSync(page, `${text.slice(0, start)}<!-- bench:start -->\n${lines.join('\n')}\n${text.slice(end)}`)
+console.log('updated docs/performance.md')
