@@ -424,9 +424,12 @@ export class OrmInstrumentation {
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const self = this
     const execute = conn.execute
-    conn.execute = function metricsExecute (this: Any, query: unknown, params: unknown, method: unknown, ctx: unknown, loggerContext: unknown) {
+    conn.execute = function metricsExecute (this: Any, ...args: unknown[]) {
+      // (query, params, method, ctx, loggerContext) in 6 and 7; every argument is passed on as given.
+      const query = args[0]
+      const ctx = args[3]
       const start = performance.now()
-      return execute.call(this, query, params, method, ctx, loggerContext).then(function onResult (res: unknown) {
+      return execute.apply(this, args).then(function onResult (res: unknown) {
         if (internalDepth > 0 && isInternal()) return res
         try {
           self.statement(query, ctx, start, res, undefined)
