@@ -96,7 +96,8 @@ export interface FamilySnapshot {
   buckets?: number[]
   /**
    * counter, gauge: `[...labelValues, value]`; histogram: `[...labelValues, sum, count,
-   * ...counts]` with non-cumulative counts, the last one for `+Inf`.
+   * ...counts]` with non-cumulative counts, the last one for `+Inf`; trailing zero counts are
+   * left out (a missing count is 0).
    */
   series: Array<Array<string | number | null | number[]>>
 }
@@ -458,6 +459,9 @@ function familySnapshot (family: MetricFamily<unknown>, mode: GaugeMode | undefi
       row.push(h.sum - (base?.[0] ?? 0), h.count - (base?.[1] ?? 0))
       const counts = h.counts
       for (let i = 0; i < counts.length; i++) row.push(counts[i] - (base?.[2 + i] ?? 0))
+      // Trailing empty buckets are left out (readers take a missing count as 0): most
+      // observations sit in the low buckets, and this keeps the files small and quick to parse.
+      while (row.length > labelNames.length + 2 && row[row.length - 1] === 0) row.pop()
     } else {
       row.push((s as CounterSeries).value - (type === 'counter' ? (base?.[0] ?? 0) : 0))
     }
@@ -478,7 +482,7 @@ function baselineOf (families: readonly FamilySnapshot[], previous: Baseline | u
       const key = s.slice(0, n).join('\u0000')
       const nums = s.slice(n).map(num)
       const p = prev?.get(key)
-      m.set(key, p === undefined ? nums : nums.map((x, i) => x + (p[i] ?? 0)))
+      m.set(key, p === undefined ? nums : Array.from({ length: Math.max(nums.length, p.length) }, (_, i) => (nums[i] ?? 0) + (p[i] ?? 0)))
     }
     if (prev !== undefined) for (const [k, v] of prev) if (!m.has(k)) m.set(k, v)
     out.set(f.name, m)
