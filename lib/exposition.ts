@@ -7,7 +7,7 @@
  */
 import { performance } from 'node:perf_hooks'
 import type { MetricObjectWithValues, MetricValue, MetricValueWithName, Registry } from 'prom-client'
-import { escapeHelp, escapeLabelValue, formatValue, MetricFamily } from './families'
+import { escapeHelp, escapeLabelValue, formatValue, isMetricFamily } from './families'
 import { ExpositionWriter } from './writer'
 
 /** Content type of the Prometheus text format 0.0.4. */
@@ -53,10 +53,6 @@ export function negotiateFormat (accept: string | undefined): ExpositionFormat {
 /** Called when a metric's collector throws during a scrape. */
 export type CollectErrorHandler = (metricName: string, err: unknown) => void
 
-function isFamily (m: unknown): m is MetricFamily<unknown> {
-  return m instanceof MetricFamily || (typeof m === 'object' && m !== null && typeof (m as MetricFamily<unknown>).renderSamples === 'function')
-}
-
 function formatLabels (labels: Record<string, string | number | undefined>): string {
   let out = ''
   for (const key of Object.keys(labels)) {
@@ -94,7 +90,7 @@ export async function renderRegistryBuffer (registry: Registry, format: Expositi
   // Collect everything first, concurrently, as prom-client does.
   const collected = await Promise.all(metrics.map(async (m) => {
     try {
-      if (isFamily(m) && defaultLabels === null) {
+      if (isMetricFamily(m) && defaultLabels === null) {
         await m.prepare()
         return m
       }
@@ -113,7 +109,7 @@ export async function renderRegistryBuffer (registry: Registry, format: Expositi
     const name = c.name
     const familyName = openMetrics && type === 'counter' && name.endsWith('_total') ? name.slice(0, -6) : name
     w.text(`# HELP ${familyName} ${escapeHelp(c.help)}\n# TYPE ${familyName} ${type}\n`)
-    if (isFamily(c)) {
+    if (isMetricFamily(c)) {
       const sampleName = openMetrics && type === 'counter' ? `${familyName}_total` : name
       // Large families render in slices, giving the event loop a turn whenever a slice ran long.
       for (let from = 0; from < c.size; from += RENDER_SLICE_SERIES) {

@@ -359,3 +359,12 @@ export class HistogramFamily extends MetricFamily<HistogramSeries> {
   }
 
 }
+
+/**
+ * Whether a registry entry is one of this package's families: an instance, or one from another
+ * copy of the package (same shape), as two plugin instances may share one registry.
+ */
+export function isMetricFamily (m: unknown): m is MetricFamily<unknown> {
+  return m instanceof MetricFamily || (typeof m === 'object' && m !== null &&
+    typeof (m as MetricFamily<unknown>).renderSamples === 'function' && typeof (m as MetricFamily<unknown>).entries === 'function')
+}

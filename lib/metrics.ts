@@ -7,7 +7,7 @@
  * caches in `hooks/cache.ts`, metadata in `lib/metadata.ts`. Where it is exposed: `lib/exposition.ts`.
  */
 import type { Registry } from 'prom-client'
-import { CounterFamily, GaugeFamily, HistogramFamily, type FamilyConfig, type MetricFamily } from './families'
+import { CounterFamily, GaugeFamily, HistogramFamily, isMetricFamily, type FamilyConfig, type MetricFamily } from './families'
 import { FNM_ERR_METRIC_CONFLICT } from './errors'
 
 /** Which bucket set a histogram uses. */
@@ -126,7 +126,7 @@ export class MetricSet {
     const existing = this.registry.getSingleMetric(name) as unknown
     if (existing !== undefined) {
       const f = existing as MetricFamily<unknown>
-      if (f.type === s.type && Array.isArray(f.labelNames) && f.labelNames.join() === s.labelNames.join() && typeof f.renderSamples === 'function') return f
+      if (f.type === s.type && Array.isArray(f.labelNames) && f.labelNames.join() === s.labelNames.join() && isMetricFamily(f)) return f
       throw new FNM_ERR_METRIC_CONFLICT(name)
     }
     const isSelfDrop = key === 'selfDropped'

@@ -24,7 +24,7 @@ import { join } from 'node:path'
 import { Registry, type MetricObjectWithValues, type MetricValue, type MetricValueWithName } from 'prom-client'
 import { FNM_ERR_MULTIPROCESS_DIR } from './errors'
 import { renderRegistry, type CollectErrorHandler, type ExpositionFormat } from './exposition'
-import { CounterFamily, GaugeFamily, HistogramFamily, MetricFamily, type CounterSeries, type FamilyType, type GaugeSeries, type HistogramSeries } from './families'
+import { CounterFamily, GaugeFamily, HistogramFamily, isMetricFamily, type MetricFamily, type CounterSeries, type FamilyType, type GaugeSeries, type HistogramSeries } from './families'
 import { CATALOGUE, type FamilyKey } from './metrics'
 
 /** Default time between two snapshots of a process; a SIGKILL loses at most this much. */
@@ -206,10 +206,6 @@ export function checkDirectory (config: MultiprocessConfig): void {
 
 // ---------------------------------------------------------------------------------------------
 // Aggregation
-
-function isOurFamily (m: unknown): m is MetricFamily<unknown> & { entries: () => Iterable<unknown> } {
-  return m instanceof MetricFamily || (typeof m === 'object' && m !== null && typeof (m as MetricFamily<unknown>).renderSamples === 'function' && typeof (m as MetricFamily<unknown>).entries === 'function')
-}
 
 function sameArray (a: readonly unknown[], b: readonly unknown[]): boolean {
   if (a.length !== b.length) return false
@@ -673,7 +669,7 @@ export class MultiprocessStore {
   private familySnapshots (): FamilySnapshot[] {
     const out: FamilySnapshot[] = []
     for (const m of this.registry.getMetricsAsArray() as unknown[]) {
-      if (!isOurFamily(m)) continue
+      if (!isMetricFamily(m)) continue
       out.push(familySnapshot(m, this.gaugeModes.get(m.name), this.baseline?.get(m.name)))
     }
     return out
@@ -708,7 +704,7 @@ export class MultiprocessStore {
     await Promise.all(metrics.map(async (m) => {
       const name = (m as { name?: string }).name ?? '(unnamed)'
       try {
-        if (isOurFamily(m)) {
+        if (isMetricFamily(m)) {
           if (m.collect !== undefined && (forScrape || (m.type === 'gauge' && this.gaugeModes.get(m.name) !== 'latest'))) await m.prepare()
           return
         }

@@ -9,5 +9,3 @@ export const kRequestState = Symbol('fastify-netbox-metrics.request.state')
 export const kResponseState = Symbol('fastify-netbox-metrics.response.state')
 /** Marks a handler or hook function that this plugin has already wrapped for phase timing. */
 export const kWrapped = Symbol('fastify-netbox-metrics.wrapped')
-/** The `MetricFamily` behind an object registered in a prom-client Registry. */
-export const kFamily = Symbol('fastify-netbox-metrics.family')
