@@ -1,6 +1,7 @@
 'use strict'
 // Draws docs/images/throughput.svg from bench/results/http.json: median throughput of bare
-// Fastify, this plugin and fastify-metrics, with each one's ratio to bare.
+// Fastify, this plugin and fastify-metrics (and the one-hook floor when measured), with each one's
+// ratio to bare.
 const { readFileSync, writeFileSync, mkdirSync } = require('node:fs')
 const { join } = require('node:path')
 
@@ -8,7 +9,8 @@ const r = JSON.parse(readFileSync(join(__dirname, 'results', 'http.json'), 'utf8
 const bars = [
   ['bare Fastify', r.medianRps.bare, 1, '#9e9e9e'],
   ['fastify-netbox-metrics', r.medianRps.plugin, r.ratios.pluginVsBare.median, '#2e7d32'],
-  ['fastify-metrics', r.medianRps['fastify-metrics'], r.ratios.fastifyMetricsVsBare?.median, '#c62828']
+  ['fastify-metrics', r.medianRps['fastify-metrics'], r.ratios.fastifyMetricsVsBare?.median, '#c62828'],
+  ['floor (1 empty hook)', r.medianRps.floor, r.ratios.floorVsBare?.median, '#90a4ae']
 ].filter((b) => b[1] !== undefined)
 const W = 640
 const H = 60 + bars.length * 70

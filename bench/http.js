@@ -1,23 +1,25 @@
 'use strict'
 /**
  * HTTP hot-path benchmark: bare Fastify vs this plugin (defaults, every HTTP family on) vs
- * fastify-metrics (defaults), side by side in one run. Each server is pinned to CPU 0 and the
+ * fastify-metrics (defaults) vs the "floor" (one empty onRequest hook with two clock reads and a
+ * 'close' listener: the least any plugin timing every request does), side by side in one run. Each server is pinned to CPU 0 and the
  * load generator (wrk, else autocannon) to CPU 1; rounds alternate the order of the servers;
  * ratios are taken pair by pair within a round, then the median and spread are reported.
  *
- *   node bench/http.js [--rounds 7] [--seconds 3] [--connections 32]
+ *   node bench/http.js [--rounds 11] [--seconds 3] [--connections 32] [--routes N]
+ *   BENCH_MODES=bare,plugin,... picks the servers (see bench/server.js); BENCH_OUT names the JSON.
  */
 const { fork, execFileSync, spawnSync } = require('node:child_process')
 const { writeFileSync, mkdirSync } = require('node:fs')
-const { join } = require('node:path')
+const { join, isAbsolute, dirname } = require('node:path')
 const os = require('node:os')
 
 const args = process.argv.slice(2)
 const opt = (name, def) => { const i = args.indexOf(`--${name}`); return i === -1 ? def : Number(args[i + 1]) }
-const ROUNDS = opt('rounds', 7)
+const ROUNDS = opt('rounds', 11)
 const SECONDS = opt('seconds', 3)
 const CONNECTIONS = opt('connections', 32)
-const MODES = (process.env.BENCH_MODES || 'bare,plugin,fastify-metrics').split(',')
+const MODES = (process.env.BENCH_MODES || 'bare,plugin,fastify-metrics,floor').split(',')
 const EXTRA_ROUTES = opt('routes', 0)
 const OUT = process.env.BENCH_OUT || 'http.json'
 
@@ -89,21 +91,35 @@ async function main () {
       medianRps: Object.fromEntries(MODES.map((m) => [m, Math.round(median(rounds.map((r) => r[m].rps)))])),
       medianP99ms: Object.fromEntries(MODES.map((m) => [m, median(rounds.map((r) => r[m].p99ms))])),
       medianCpuNsPerRequest: Object.fromEntries(MODES.map((m) => [m, Math.round(median(rounds.map((r) => r[m].cpuNsPerRequest)))])),
-      // The plugin's own cost: CPU per request above bare Fastify's, pair by pair within a round.
-      pluginCostNsPerRequest: summary(rounds.map((r) => r.plugin.cpuNsPerRequest - r.bare.cpuNsPerRequest)),
-      ratios: {
-        pluginVsBare: summary(ratio('plugin', 'bare')),
-        ...(MODES.includes('fastify-metrics') ? { fastifyMetricsVsBare: summary(ratio('fastify-metrics', 'bare')), pluginVsFastifyMetrics: summary(ratio('plugin', 'fastify-metrics')) } : {}),
-        pluginP99VsBare: summary(p99ratio('plugin', 'bare'))
-      },
+      // Every server against bare Fastify, pair by pair within a round: throughput ratio and the
+      // CPU it spends per request above bare Fastify's.
+      vsBare: Object.fromEntries(MODES.filter((m) => m !== 'bare').map((m) => [m, { throughput: summary(ratio(m, 'bare')), cpuNsPerRequest: summary(rounds.map((r) => r[m].cpuNsPerRequest - r.bare.cpuNsPerRequest)) }])),
+      ...(MODES.includes('plugin') ? {
+        // The plugin's own cost: CPU per request above bare Fastify's, pair by pair within a round.
+        pluginCostNsPerRequest: summary(rounds.map((r) => r.plugin.cpuNsPerRequest - r.bare.cpuNsPerRequest)),
+        ratios: {
+          pluginVsBare: summary(ratio('plugin', 'bare')),
+          ...(MODES.includes('fastify-metrics') ? { fastifyMetricsVsBare: summary(ratio('fastify-metrics', 'bare')), pluginVsFastifyMetrics: summary(ratio('plugin', 'fastify-metrics')) } : {}),
+          ...(MODES.includes('floor') ? { floorVsBare: summary(ratio('floor', 'bare')), pluginVsFloor: summary(ratio('plugin', 'floor')) } : {}),
+          pluginP99VsBare: summary(p99ratio('plugin', 'bare'))
+        }
+      } : {}),
       rounds
     }
-    mkdirSync(join(__dirname, 'results'), { recursive: true })
-    writeFileSync(join(__dirname, 'results', OUT), JSON.stringify(result, null, 2) + '\n')
+    const outPath = isAbsolute(OUT) ? OUT : join(__dirname, 'results', OUT)
+    mkdirSync(dirname(outPath), { recursive: true })
+    writeFileSync(outPath, JSON.stringify(result, null, 2) + '\n')
+    if (!MODES.includes('plugin')) {
+      for (const [m, v] of Object.entries(result.vsBare)) console.log(`${m}: throughput ${fmt(v.throughput)} of bare, CPU +${v.cpuNsPerRequest.median} ns/request`)
+      return
+    }
     console.log('| server | median req/s | throughput ratio to bare, median [min, max] | median p99 ms | CPU ns/request |')
     console.log('|---|---|---|---|---|')
     console.log(`| bare Fastify | ${result.medianRps.bare} | 1.000 | ${result.medianP99ms.bare} | ${result.medianCpuNsPerRequest.bare} |`)
     console.log(`| fastify-netbox-metrics | ${result.medianRps.plugin} | ${fmt(result.ratios.pluginVsBare)} | ${result.medianP99ms.plugin} | ${result.medianCpuNsPerRequest.plugin} |`)
+    if (MODES.includes('floor')) {
+      console.log(`| floor (one empty hook, two clock reads, one close listener) | ${result.medianRps.floor} | ${fmt(result.ratios.floorVsBare)} | ${result.medianP99ms.floor} | ${result.medianCpuNsPerRequest.floor} |`)
+    }
     if (MODES.includes('fastify-metrics')) {
       console.log(`| fastify-metrics | ${result.medianRps['fastify-metrics']} | ${fmt(result.ratios.fastifyMetricsVsBare)} | ${result.medianP99ms['fastify-metrics']} | ${result.medianCpuNsPerRequest['fastify-metrics']} |`)
       console.log(`\nthis plugin vs fastify-metrics (throughput): ${fmt(result.ratios.pluginVsFastifyMetrics)}x`)

@@ -13,7 +13,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { performance } from 'node:perf_hooks'
+import { monotonicMs } from '../lib/clock'
 import { FNM_ERR_ROUTE_CONFIG_INVALID } from '../lib/errors'
 import type { CounterSeries, GaugeSeries, HistogramSeries } from '../lib/families'
 import type { MetricSet } from '../lib/metrics'
@@ -49,6 +49,9 @@ class StatusSeries {
 /** Series of one route and method, resolved on the route's first request with that method. */
 class RouteMethodSeries {
   readonly byStatus = new Map<number, StatusSeries>()
+  /** The status and series of the last completed request: most requests repeat it, and skip the map. */
+  lastStatus = -1
+  lastSeries: StatusSeries | null = null
   readonly exceptions = new Map<string, CounterSeries>()
   constructor (
     readonly method: string,
@@ -74,7 +77,6 @@ class RouteRecord {
 class RequestState {
   start: number
   method: MethodSeries
-  methodIndex: number
   route: RouteRecord
   routeMethod: RouteMethodSeries
   requestBytes = 0
@@ -91,10 +93,9 @@ class RequestState {
   /** Settles the request once its response closes (set by installHttpHooks). */
   readonly finish: (state: RequestState) => void
 
-  constructor (start: number, method: MethodSeries, methodIndex: number, route: RouteRecord, routeMethod: RouteMethodSeries, reply: FastifyReply, finish: (state: RequestState) => void) {
+  constructor (start: number, method: MethodSeries, route: RouteRecord, routeMethod: RouteMethodSeries, reply: FastifyReply, finish: (state: RequestState) => void) {
     this.start = start
     this.method = method
-    this.methodIndex = methodIndex
     this.route = route
     this.routeMethod = routeMethod
     this.reply = reply
@@ -245,14 +246,16 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
       return
     }
     const status = res.statusCode
-    let ss = rm.byStatus.get(status)
+    let ss = rm.lastStatus === status ? rm.lastSeries as StatusSeries : rm.byStatus.get(status)
     if (ss === undefined) {
       const code = String(status)
       ss = new StatusSeries(requests.child(rm.method, state.route.route, code), duration.child(rm.method, state.route.route, code))
       rm.byStatus.set(status, ss)
     }
+    rm.lastStatus = status
+    rm.lastSeries = ss
     ss.requests.value++
-    ss.duration.observe((performance.now() - state.start) / 1000)
+    ss.duration.observe((monotonicMs() - state.start) / 1000)
     rm.requestSize.observe(state.requestBytes)
     rm.responseSize.observe(responseBodyBytes(state, reply, status))
     if (state.phaseMask !== 0) observePhases(state)
@@ -296,7 +299,7 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
   function startRequest (request: StatefulRequest, reply: FastifyReply, record: RouteRecord): void {
     const i = indexOfMethod(request.raw.method)
     const m = seriesOfMethod(i)
-    const state = new RequestState(performance.now(), m, i, record, seriesOfRouteMethod(record, i), reply, settle)
+    const state = new RequestState(monotonicMs(), m, record, seriesOfRouteMethod(record, i), reply, settle)
     m.received.value++
     m.inFlight.value++
     request[kRequestState] = state
@@ -400,11 +403,11 @@ export function wrapHook (fn: AnyFn, phase: number): AnyFn {
     return copyShape(async function (this: unknown, request: unknown, ...rest: unknown[]): Promise<unknown> {
       const state = stateOf(request)
       if (state === null) return await fn.call(this, request, ...rest)
-      const t0 = performance.now()
+      const t0 = monotonicMs()
       try {
         return await fn.call(this, request, ...rest)
       } finally {
-        const ms = performance.now() - t0
+        const ms = monotonicMs() - t0
         state.addPhase(phase, ms)
         state.hookTime += ms
       }
@@ -413,12 +416,12 @@ export function wrapHook (fn: AnyFn, phase: number): AnyFn {
   return copyShape(function (this: unknown, request: unknown, ...rest: unknown[]): unknown {
     const state = stateOf(request)
     if (state === null) return fn.apply(this, [request, ...rest])
-    const t0 = performance.now()
+    const t0 = monotonicMs()
     let settled = false
     const stop = (): void => {
       if (settled) return
       settled = true
-      const ms = performance.now() - t0
+      const ms = monotonicMs() - t0
       state.addPhase(phase, ms)
       state.hookTime += ms
     }
@@ -455,11 +458,11 @@ export function wrapHandler (handler: AnyFn, onInternalError: (component: string
     // nothing to break the request down into, and the handler's time is the request's duration
     // less Fastify's own work. This keeps routes without hooks free of phase-timing cost.
     if (state === null || state.phaseMask === 0) return handler.call(this, request, reply)
-    const t0 = performance.now()
+    const t0 = monotonicMs()
     const hooksBefore = state.hookTime
     const stop = (): void => {
       try {
-        state.addPhase(HANDLER_PHASE, performance.now() - t0 - (state.hookTime - hooksBefore))
+        state.addPhase(HANDLER_PHASE, monotonicMs() - t0 - (state.hookTime - hooksBefore))
       } catch (err) {
         onInternalError('http', err)
       }

@@ -24,7 +24,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
-import { performance } from 'node:perf_hooks'
+import { monotonicMs } from '../lib/clock'
 import { fileURLToPath } from 'node:url'
 import type { CounterSeries, HistogramSeries, MetricFamily } from '../lib/families'
 import type { MetricSet } from '../lib/metrics'
@@ -428,7 +428,7 @@ export class OrmInstrumentation {
       // (query, params, method, ctx, loggerContext) in 6 and 7; every argument is passed on as given.
       const query = args[0]
       const ctx = args[3]
-      const start = performance.now()
+      const start = monotonicMs()
       return execute.apply(this, args).then(function onResult (res: unknown) {
         if (internalDepth > 0 && isInternal()) return res
         try {
@@ -494,7 +494,7 @@ export class OrmInstrumentation {
 
   /** A statement finished (res) or failed (err). */
   private statement (query: unknown, ctx: Any, start: number, res: unknown, err: unknown): void {
-    const seconds = (performance.now() - start) / 1000
+    const seconds = (monotonicMs() - start) / 1000
     const sql = statementText(query)
     const op = classify(sql)
     const sinks = this.sinks

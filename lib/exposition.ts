@@ -5,7 +5,7 @@
  * `get()`. A collector that throws is counted and its family left out; the rest of the
  * exposition is served intact.
  */
-import { performance } from 'node:perf_hooks'
+import { monotonicMs } from './clock'
 import type { MetricObjectWithValues, MetricValue, MetricValueWithName, Registry } from 'prom-client'
 import { escapeHelp, escapeLabelValue, formatValue, isMetricFamily } from './families'
 import { ExpositionWriter } from './writer'
@@ -102,7 +102,7 @@ export async function renderRegistryBuffer (registry: Registry, format: Expositi
   }))
   // Start at the size of the previous scrape: a large exposition then needs no regrowth.
   const w = new ExpositionWriter(lastSize.get(registry) ?? undefined)
-  let sliceStart = performance.now()
+  let sliceStart = monotonicMs()
   for (const c of collected) {
     if (c === null) continue
     const type = c.type as string
@@ -114,9 +114,9 @@ export async function renderRegistryBuffer (registry: Registry, format: Expositi
       // Large families render in slices, giving the event loop a turn whenever a slice ran long.
       for (let from = 0; from < c.size; from += RENDER_SLICE_SERIES) {
         c.renderSamples(w, sampleName, from, from + RENDER_SLICE_SERIES)
-        if (performance.now() - sliceStart > RENDER_SLICE_MS) {
+        if (monotonicMs() - sliceStart > RENDER_SLICE_MS) {
           await yieldToEventLoop()
-          sliceStart = performance.now()
+          sliceStart = monotonicMs()
         }
       }
     } else {
