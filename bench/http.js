@@ -2,9 +2,10 @@
 /**
  * HTTP hot-path benchmark: bare Fastify vs this plugin (defaults, every HTTP family on) vs
  * fastify-metrics (defaults) vs the "floor" (one empty onRequest hook with two clock reads and a
- * 'close' listener: the least any plugin timing every request does), side by side in one run. Each server is pinned to CPU 0 and the
- * load generator (wrk, else autocannon) to CPU 1; rounds alternate the order of the servers;
- * ratios are taken pair by pair within a round, then the median and spread are reported.
+ * 'close' listener: the least any plugin timing every request does), side by side in one run.
+ * Each server is pinned to CPU 0 and the load generator (wrk, else autocannon) to CPU 1; rounds
+ * alternate the order of the servers; ratios are taken pair by pair within a round, then the
+ * median and spread are reported.
  *
  *   node bench/http.js [--rounds 11] [--seconds 3] [--connections 32] [--routes N]
  *   BENCH_MODES=bare,plugin,... picks the servers (see bench/server.js); BENCH_OUT names the JSON.

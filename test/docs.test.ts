@@ -1,9 +1,10 @@
 /**
  * The README's metric table and docs/metrics.md list exactly the families the code registers
- * (the CATALOGUE), with the same types and labels, so docs and code cannot drift apart.
+ * (the CATALOGUE), with the same types and labels, so docs and code cannot drift apart; and the
+ * README's map of where things are names files that exist.
  */
 import t from 'tap'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { CATALOGUE } from '../lib/metrics'
 
@@ -22,4 +23,12 @@ t.test('README metric table', async (t) => {
 
 t.test('docs/metrics.md', async (t) => {
   t.same(tableRows(readFileSync(join(root, 'docs', 'metrics.md'), 'utf8')), families)
+})
+
+t.test('README file map names files that exist', async (t) => {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8')
+  const map = readme.slice(readme.indexOf('Where things are:'), readme.indexOf('## License'))
+  const paths = [...map.matchAll(/`((?:lib|hooks)\/[\w.-]+\.ts)`/g)].map((m) => m[1])
+  t.ok(paths.length >= 10, `the map names ${paths.length} files`)
+  for (const p of paths) t.ok(existsSync(join(root, p)), p)
 })
