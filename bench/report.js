@@ -57,6 +57,7 @@ const mp = read('multiprocess')
 if (mp) {
   lines.push(`### Several processes (${mp.date.slice(0, 10)})`, '')
   lines.push(`- scrape aggregating ${mp.scrape.workers} workers x ${mp.scrape.seriesPerWorker.http_requests_total} label sets (a counter and a histogram each): median **${mp.scrape.medianMs} ms** [${mp.scrape.minMs}, ${mp.scrape.maxMs}] (one registry alone: ${mp.scrape.singleProcessRenderMedianMs} ms; ${mp.scrape.fileBytesPerWorker} bytes per worker file)`)
+  if (mp.flush) lines.push(`- the extra work of multi-process mode, measured directly: one flush of ${mp.flush.labelSets} label sets takes **${mp.flush.cpuMsPerFlush} ms** of CPU (${mp.flush.wallMsPerFlush} ms wall) every ${mp.flush.flushIntervalMs} ms: **${mp.flush.shareOfOneCorePct}%** of one core. A request does the same work in both modes.`)
   lines.push(`- throughput, multi-process mode / single-process mode: median ${f3(mp.throughput.multiVsSingle)} (extra cost per request ${mp.throughput.extraCostPerRequestPct}%)`, '')
 }
 
