@@ -24,6 +24,17 @@ if (http) {
   lines.push(`- this plugin's own CPU per request (plugin minus bare, pair by pair): median ${Math.round(http.pluginCostNsPerRequest.median)} ns [${Math.round(http.pluginCostNsPerRequest.min)}, ${Math.round(http.pluginCostNsPerRequest.max)}]`, '')
   lines.push('![throughput chart](images/throughput.svg)', '')
 }
+const profile = read('profile')
+if (profile) {
+  const { bare, plugin } = profile.results
+  lines.push(`### Where the CPU goes (\`node --cpu-prof\`, ${profile.date.slice(0, 10)}, ${profile.method.seconds} s under wrk each, after a warm-up; \`node bench/profile.js\`)`, '')
+  lines.push('Each sample belongs to the nearest frame from the leaf up that is this package, Fastify, the app or another dependency; shares of the busy (non-idle) CPU survive the VM\'s drift between the two runs, nanoseconds do not.', '')
+  lines.push('| owner | bare: % of busy CPU | plugin: % of busy CPU |', '|---|---:|---:|')
+  for (const o of Object.keys(plugin.busySharePctByOwner)) lines.push(`| ${o} | ${bare.busySharePctByOwner[o] ?? 0} | ${plugin.busySharePctByOwner[o]} |`)
+  const ours = Object.entries(plugin.pluginNsPerRequestByFunction)
+  const total = ours.reduce((s, [, v]) => s + v, 0)
+  lines.push('', `This package's own time by function, share of its ${total} ns per request (profiler overhead included): ${ours.slice(0, 6).map(([k, v]) => `\`${k.split(' ')[0]}\` ${Math.round((v / total) * 100)}%`).join(', ')}.`, '')
+}
 const routes = read('routes')
 if (routes) {
   lines.push('### Cost against the number of registered routes', '', '| registered routes | plugin / bare throughput, median [min, max] | plugin CPU ns per request above bare |', '|---|---|---|')

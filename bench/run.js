@@ -12,7 +12,8 @@ const steps = [
   ['scrape.js', []],
   ['memory.js', []],
   ['orm.js', []],
-  ['multiprocess.js', []]
+  ['multiprocess.js', []],
+  ['profile.js', quick ? ['--seconds', '3'] : []]
 ]
 for (const [file, args] of steps) {
   if (!existsSync(join(__dirname, file))) continue
@@ -23,7 +24,7 @@ for (const [file, args] of steps) {
 execFileSync(process.execPath, [join(__dirname, 'chart.js')], { stdio: 'inherit' })
 execFileSync(process.execPath, [join(__dirname, 'report.js')], { stdio: 'inherit' })
 const summary = {}
-for (const name of ['http', 'routes', 'scrape', 'memory', 'orm', 'multiprocess']) {
+for (const name of ['http', 'routes', 'scrape', 'memory', 'orm', 'multiprocess', 'profile']) {
   const p = join(__dirname, 'results', `${name}.json`)
   if (existsSync(p)) summary[name] = JSON.parse(readFileSync(p, 'utf8'))
 }

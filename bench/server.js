@@ -35,7 +35,7 @@ async function main () {
   let served = 0
   app.get('/item/:id', async (request) => { served++; return { id: request.params.id, name: 'device', status: 'active' } })
   // CPU time per request: the parent asks for process.cpuUsage() and the count before and after a run.
-  process.on('message', (m) => { if (m === 'stats') process.send({ cpu: process.cpuUsage(), served }) })
+  process.on('message', (m) => { if (m === 'stats') process.send({ cpu: process.cpuUsage(), served, monotonicUs: Number(process.hrtime.bigint() / 1000n) }) })
   for (let i = 0; i < Number(process.env.EXTRA_ROUTES || 0); i++) app.get(`/extra/${i}/:id`, async () => 'x')
   await app.listen({ port: Number(process.env.PORT), host: '127.0.0.1' })
   process.send?.('ready')
