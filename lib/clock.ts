@@ -5,7 +5,8 @@
  * receiver through a stack-hiding validator (a rest-argument wrapper and an own-property lookup);
  * in a CPU profile of the request path the validator took more time than the clock read itself.
  * `process.hrtime()` reads the same monotonic clock with no validation when called without an
- * argument.
+ * argument (it allocates a two-element array instead). The difference did not show in throughput:
+ * on the benchmark VM the clock read itself dominates (docs/performance.md, "Where the time goes").
  */
 
 /** Milliseconds on a monotonic clock with sub-microsecond resolution; only differences are meaningful. */
