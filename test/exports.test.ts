@@ -1,15 +1,19 @@
 /** The built package imports from CommonJS and from ESM, default and named (run after `npm run build`). */
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, writeFileSync, symlinkSync, mkdirSync } from 'node:fs'
+import { mkdtempSync, writeFileSync, symlinkSync, mkdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 
 const root = resolve(__dirname, '..')
+const made: string[] = []
+// rmSync removes the symlinks themselves, never what they point to.
+t.teardown(() => { for (const dir of made) rmSync(dir, { recursive: true, force: true }) })
 
 function consumer (): string {
   // A consumer project whose node_modules resolves the package by name, like an installed copy.
   const dir = mkdtempSync(join(tmpdir(), 'fnm-consumer-'))
+  made.push(dir)
   mkdirSync(join(dir, 'node_modules'))
   symlinkSync(root, join(dir, 'node_modules', 'fastify-netbox-metrics'), 'dir')
   for (const dep of ['fastify', 'prom-client', 'fastify-plugin']) symlinkSync(join(root, 'node_modules', dep), join(dir, 'node_modules', dep), 'dir')

@@ -5,7 +5,7 @@
 import t from 'tap'
 import Fastify from 'fastify'
 import autoload from '@fastify/autoload'
-import { mkdtempSync, writeFileSync, mkdirSync } from 'node:fs'
+import { mkdtempSync, writeFileSync, mkdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import netboxMetrics from '../lib/index'
@@ -13,6 +13,7 @@ import { lines, scrape } from './helpers/scrape'
 
 t.test('before the plugin, prefixed, encapsulated, autoloaded', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'fnm-autoload-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   mkdirSync(join(dir, 'dcim'))
   writeFileSync(join(dir, 'dcim', 'devices.js'), "module.exports = async function (app) { app.get('/devices/:id', async (req) => ({ id: req.params.id })) }\n")
   const app = Fastify()
