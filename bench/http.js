@@ -10,13 +10,10 @@
  *   node bench/http.js [--rounds 11] [--seconds 3] [--connections 32] [--routes N]
  *   BENCH_MODES=bare,plugin,... picks the servers (see bench/server.js); BENCH_OUT names the JSON.
  */
-const { fork, execFileSync, spawnSync } = require('node:child_process')
 const { writeFileSync, mkdirSync } = require('node:fs')
 const { join, isAbsolute, dirname } = require('node:path')
-const os = require('node:os')
+const { forkServer, load: loadRun, machine, median, opt, round3, stats } = require('./common')
 
-const args = process.argv.slice(2)
-const opt = (name, def) => { const i = args.indexOf(`--${name}`); return i === -1 ? def : Number(args[i + 1]) }
 const ROUNDS = opt('rounds', 11)
 const SECONDS = opt('seconds', 3)
 const CONNECTIONS = opt('connections', 32)
@@ -24,24 +21,15 @@ const MODES = (process.env.BENCH_MODES || 'bare,plugin,fastify-metrics,floor').s
 const EXTRA_ROUTES = opt('routes', 0)
 const OUT = process.env.BENCH_OUT || 'http.json'
 
-const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0
-const useTaskset = has('taskset') && os.cpus().length >= 2
-const useWrk = has('wrk')
-
 function startServer (mode, port) {
   return new Promise((resolve, reject) => {
-    const execArgv = []
-    const child = useTaskset
-      ? fork(join(__dirname, 'server.js'), [], { env: { ...process.env, MODE: mode, PORT: String(port), EXTRA_ROUTES: String(EXTRA_ROUTES) }, execPath: 'taskset', execArgv: ['-c', '0', process.execPath, ...execArgv] })
-      : fork(join(__dirname, 'server.js'), [], { env: { ...process.env, MODE: mode, PORT: String(port), EXTRA_ROUTES: String(EXTRA_ROUTES) } })
+    const child = forkServer(join(__dirname, 'server.js'), { ...process.env, MODE: mode, PORT: String(port), EXTRA_ROUTES: String(EXTRA_ROUTES) })
     child.once('message', () => resolve(child))
     child.once('exit', (code) => reject(new Error(`${mode} server exited ${code}`)))
   })
 }
 
-function stats (child) {
-  return new Promise((resolve) => { child.once('message', resolve); child.send('stats') })
-}
+const load = (port, seconds) => loadRun(port, seconds, CONNECTIONS)
 
 async function measure (server, seconds) {
   const before = await stats(server.child)
@@ -51,23 +39,6 @@ async function measure (server, seconds) {
   r.cpuNsPerRequest = (cpuUs * 1000) / Math.max(1, after.served - before.served)
   return r
 }
-
-function load (port, seconds) {
-  const url = `http://127.0.0.1:${port}/item/42`
-  if (useWrk) {
-    const cmd = [...(useTaskset ? ['taskset', '-c', '1'] : []), 'wrk', '-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', url]
-    const out = execFileSync(cmd[0], cmd.slice(1)).toString()
-    const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1])
-    const p99 = /99%\s+([\d.]+)(us|ms|s)/.exec(out)
-    const p99ms = p99 ? Number(p99[1]) * (p99[2] === 'us' ? 0.001 : p99[2] === 's' ? 1000 : 1) : NaN
-    return { rps, p99ms }
-  }
-  const out = execFileSync(process.execPath, [require.resolve('autocannon/autocannon.js'), '-j', '-c', String(CONNECTIONS), '-d', String(seconds), url]).toString()
-  const r = JSON.parse(out)
-  return { rps: r.requests.average, p99ms: r.latency.p99 }
-}
-
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2 }
 
 async function main () {
   const servers = {}
@@ -87,7 +58,7 @@ async function main () {
     const p99ratio = (a, b) => rounds.map((r) => r[a].p99ms / r[b].p99ms)
     const result = {
       date: new Date().toISOString(),
-      machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, pinned: useTaskset, loadTool: useWrk ? 'wrk' : 'autocannon' },
+      machine: machine(),
       method: { rounds: ROUNDS, seconds: SECONDS, connections: CONNECTIONS, route: 'GET /item/:id (small JSON)', extraRoutes: EXTRA_ROUTES },
       medianRps: Object.fromEntries(MODES.map((m) => [m, Math.round(median(rounds.map((r) => r[m].rps)))])),
       medianP99ms: Object.fromEntries(MODES.map((m) => [m, median(rounds.map((r) => r[m].p99ms))])),
@@ -133,7 +104,6 @@ async function main () {
 }
 
 function summary (xs) { return { median: round3(median(xs)), min: round3(Math.min(...xs)), max: round3(Math.max(...xs)) } }
-function round3 (x) { return Math.round(x * 1000) / 1000 }
 function fmt (s) { return `${s.median.toFixed(3)} [${s.min.toFixed(3)}, ${s.max.toFixed(3)}]` }
 
 main().catch((err) => { console.error(err); process.exit(1) })

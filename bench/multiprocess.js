@@ -16,13 +16,11 @@
  *   node bench/multiprocess.js [--rounds 5] [--seconds 3] [--connections 32] [--scrapes 21]
  * Writes bench/results/multiprocess.json.
  */
-const { fork, execFileSync, spawnSync } = require('node:child_process')
 const { writeFileSync, mkdirSync, mkdtempSync, rmSync, readdirSync, statSync } = require('node:fs')
 const { join } = require('node:path')
 const os = require('node:os')
+const { forkServer, load, machine, median, opt, round3 } = require('./common')
 
-const args = process.argv.slice(2)
-const opt = (name, def) => { const i = args.indexOf(`--${name}`); return i === -1 ? def : Number(args[i + 1]) }
 const ROUNDS = opt('rounds', 5)
 const SECONDS = opt('seconds', 3)
 const CONNECTIONS = opt('connections', 32)
@@ -30,11 +28,6 @@ const SCRAPES = opt('scrapes', 21)
 const SERIES = 2000
 const WORKERS = 8
 
-const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0
-const useTaskset = has('taskset') && os.cpus().length >= 2
-const useWrk = has('wrk')
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2 }
-const round3 = (x) => Math.round(x * 1000) / 1000
 
 /** 2,000 label sets: 200 routes x 5 status codes x 2 methods. */
 function* labelSets () {
@@ -60,24 +53,14 @@ async function server () {
 function startServer (mode, port, dir) {
   return new Promise((resolve, reject) => {
     const env = { ...process.env, ROLE: 'server', MODE: mode, PORT: String(port), MP_DIR: dir }
-    const child = useTaskset
-      ? fork(__filename, [], { env, execPath: 'taskset', execArgv: ['-c', '0', process.execPath] })
-      : fork(__filename, [], { env })
+    const child = forkServer(__filename, env)
     child.once('message', () => resolve(child))
     child.once('exit', (code) => reject(new Error(`${mode} server exited ${code}`)))
   })
 }
 
-function load (port, seconds) {
-  const url = `http://127.0.0.1:${port}/item/42`
-  if (useWrk) {
-    const cmd = [...(useTaskset ? ['taskset', '-c', '1'] : []), 'wrk', '-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, url]
-    const out = execFileSync(cmd[0], cmd.slice(1)).toString()
-    return Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1])
-  }
-  const out = execFileSync(process.execPath, [require.resolve('autocannon/autocannon.js'), '-j', '-c', String(CONNECTIONS), '-d', String(seconds), url]).toString()
-  return JSON.parse(out).requests.average
-}
+/** Requests per second of one load run. */
+const rpsOf = (port, seconds) => load(port, seconds, CONNECTIONS).rps
 
 async function throughput (dir) {
   const modes = ['single', 'multi']
@@ -85,12 +68,12 @@ async function throughput (dir) {
   let port = 40300
   for (const mode of modes) servers[mode] = { port, child: await startServer(mode, port++, dir) }
   try {
-    for (const mode of modes) load(servers[mode].port, 1)
+    for (const mode of modes) rpsOf(servers[mode].port, 1)
     const rounds = []
     for (let r = 0; r < ROUNDS; r++) {
       const order = r % 2 === 0 ? modes : [...modes].reverse()
       const round = {}
-      for (const mode of order) round[mode] = load(servers[mode].port, SECONDS)
+      for (const mode of order) round[mode] = rpsOf(servers[mode].port, SECONDS)
       rounds.push(round)
       process.stderr.write(`round ${r + 1}/${ROUNDS}: single ${Math.round(round.single)}/s, multi ${Math.round(round.multi)}/s\n`)
     }
@@ -106,21 +89,27 @@ async function throughput (dir) {
   }
 }
 
-async function scrapeTime (dir) {
+/**
+ * The store of one worker (number `w`) in `dir`: 2,000 label sets in http_requests_total and
+ * http_request_duration_seconds, with values that differ from worker to worker. Flushes only when
+ * asked (the timer interval is an hour).
+ */
+function workerStore (dir, w) {
   const { Registry } = require('prom-client')
-  const { MetricSet } = require('../dist/lib/metrics.js')
+  const { MetricSet, DEFAULT_LATENCY_BUCKETS, DEFAULT_SIZE_BUCKETS } = require('../dist/lib/metrics.js')
   const { MultiprocessStore } = require('../dist/lib/multiprocess.js')
-  const { DEFAULT_LATENCY_BUCKETS, DEFAULT_SIZE_BUCKETS } = require('../dist/lib/metrics.js')
   const buckets = { latency: DEFAULT_LATENCY_BUCKETS, size: DEFAULT_SIZE_BUCKETS }
+  const registry = new Registry()
+  const metrics = new MetricSet({ registry, prefix: '', buckets, maxSeriesPerMetric: 10000 })
+  const requests = metrics.get('httpRequests')
+  const duration = metrics.get('httpDuration')
+  for (const l of labelSets()) { requests.child(...l).value += w + 1; duration.child(...l).observe(0.003 * (w + 1)) }
+  return MultiprocessStore.acquire({ registry, prefix: '', buckets, config: { dir, flushIntervalMs: 3_600_000, source: 'bench' }, onError: (c, e) => { throw e } })
+}
+
+async function scrapeTime (dir) {
   const stores = []
-  for (let w = 0; w < WORKERS; w++) {
-    const registry = new Registry()
-    const metrics = new MetricSet({ registry, prefix: '', buckets, maxSeriesPerMetric: 10000 })
-    const requests = metrics.get('httpRequests')
-    const duration = metrics.get('httpDuration')
-    for (const l of labelSets()) { requests.child(...l).value += w + 1; duration.child(...l).observe(0.003 * (w + 1)) }
-    stores.push(MultiprocessStore.acquire({ registry, prefix: '', buckets, config: { dir, flushIntervalMs: 3_600_000, source: 'bench' }, onError: (c, e) => { throw e } }))
-  }
+  for (let w = 0; w < WORKERS; w++) stores.push(workerStore(dir, w))
   for (const s of stores) await s.flush(false)
   const fileBytes = readdirSync(dir).filter((n) => n.startsWith('fnm-')).map((n) => statSync(join(dir, n)).size)
   const times = []
@@ -159,16 +148,7 @@ async function scrapeTime (dir) {
  * process.cpuUsage()) over the interval is the share of one core it takes.
  */
 async function flushCost (dir) {
-  const { Registry } = require('prom-client')
-  const { MetricSet, DEFAULT_LATENCY_BUCKETS, DEFAULT_SIZE_BUCKETS } = require('../dist/lib/metrics.js')
-  const { MultiprocessStore } = require('../dist/lib/multiprocess.js')
-  const buckets = { latency: DEFAULT_LATENCY_BUCKETS, size: DEFAULT_SIZE_BUCKETS }
-  const registry = new Registry()
-  const metrics = new MetricSet({ registry, prefix: '', buckets, maxSeriesPerMetric: 10000 })
-  const requests = metrics.get('httpRequests')
-  const duration = metrics.get('httpDuration')
-  for (const l of labelSets()) { requests.child(...l).value++; duration.child(...l).observe(0.01) }
-  const store = MultiprocessStore.acquire({ registry, prefix: '', buckets, config: { dir, flushIntervalMs: 3_600_000, source: 'bench' }, onError: (c, e) => { throw e } })
+  const store = workerStore(dir, 0)
   for (let i = 0; i < 10; i++) await store.flush(false) // warm-up
   const cpuMs = []
   const wallMs = []
@@ -205,7 +185,7 @@ async function main () {
     console.log(`throughput: single ${tp.medianRps.single}/s, multi ${tp.medianRps.multi}/s; multi/single median ${tp.multiVsSingle.median} [${tp.multiVsSingle.min}, ${tp.multiVsSingle.max}] => extra cost per request ${tp.extraCostPerRequestPct}% (goal < 3%)`)
     const result = {
       date: new Date().toISOString(),
-      machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, pinned: useTaskset, loadTool: useWrk ? 'wrk' : 'autocannon', loadavg: os.loadavg().map(round3) },
+      machine: { ...machine(), loadavg: os.loadavg().map(round3) },
       method: { rounds: ROUNDS, seconds: SECONDS, connections: CONNECTIONS, route: 'GET /item/:id (small JSON)', extraLabelSetsPerServer: SERIES, flushIntervalMs: 1000, scrapes: SCRAPES },
       throughput: tp,
       flush,

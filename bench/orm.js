@@ -25,11 +25,10 @@ const dist = join(__dirname, '..', 'dist')
 const { startDatabase } = require(join(dist, 'examples', 'db.js'))
 const netboxMetrics = require(join(dist, 'lib', 'index.js'))
 const Fastify = require('fastify')
+const { median, opt } = require('./common')
 
-const args = process.argv.slice(2)
-const arg = (name, def) => { const i = args.indexOf(`--${name}`); return i >= 0 ? Number(args[i + 1]) : def }
-const ROUNDS = Math.max(7, arg('rounds', 9))
-const N = arg('n', 10_000)
+const ROUNDS = Math.max(7, opt('rounds', 9))
+const N = opt('n', 10_000)
 const major = process.env.BENCH_ORM === '7' ? 7 : 6
 const libPath = major === 7 ? join(__dirname, '..', 'test', 'fixtures', 'orm7', 'node_modules', '@mikro-orm', 'postgresql') : '@mikro-orm/postgresql'
 const lib = require(libPath)
@@ -138,7 +137,6 @@ async function executeStubRound (v) {
   }
 }
 
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2 }
 const round = (x, d = 2) => Math.round(x * 10 ** d) / 10 ** d
 
 async function main () {

@@ -12,44 +12,25 @@
  *
  *   node bench/profile.js [--seconds 8]
  */
-const { fork, execFileSync, spawnSync } = require('node:child_process')
 const { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync } = require('node:fs')
 const { join } = require('node:path')
 const { pathToFileURL } = require('node:url')
 const os = require('node:os')
+const { forkServer, load, machine, opt, stats } = require('./common')
 
-const args = process.argv.slice(2)
-const opt = (name, def) => { const i = args.indexOf(`--${name}`); return i === -1 ? def : Number(args[i + 1]) }
 const SECONDS = opt('seconds', 8)
 const MODES = ['bare', 'plugin']
-const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0
-const useTaskset = has('taskset') && os.cpus().length >= 2
-const useWrk = has('wrk')
-
-function load (port, seconds) {
-  const url = `http://127.0.0.1:${port}/item/42`
-  if (useWrk) {
-    const cmd = [...(useTaskset ? ['taskset', '-c', '1'] : []), 'wrk', '-t1', '-c32', `-d${seconds}s`, url]
-    execFileSync(cmd[0], cmd.slice(1), { stdio: 'ignore' })
-  } else {
-    execFileSync(process.execPath, [require.resolve('autocannon/autocannon.js'), '-c', '32', '-d', String(seconds), url], { stdio: 'ignore' })
-  }
-}
 
 async function profileOf (mode, port) {
   const dir = mkdtempSync(join(os.tmpdir(), 'fnm-prof-'))
   const nodeArgs = ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval', '100']
   const env = { ...process.env, MODE: mode, PORT: String(port) }
-  const script = join(__dirname, 'server.js')
-  const child = useTaskset
-    ? fork(script, [], { env, execPath: 'taskset', execArgv: ['-c', '0', process.execPath, ...nodeArgs] })
-    : fork(script, [], { env, execArgv: nodeArgs })
+  const child = forkServer(join(__dirname, 'server.js'), env, nodeArgs)
   await new Promise((resolve, reject) => { child.once('message', resolve); child.once('exit', (code) => reject(new Error(`${mode} server exited ${code}`))) })
-  const stats = () => new Promise((resolve) => { child.once('message', resolve); child.send('stats') })
   load(port, 2) // warm-up: start-up and compilation stay out of the window below
-  const before = await stats()
+  const before = await stats(child)
   load(port, SECONDS)
-  const after = await stats()
+  const after = await stats(child)
   await new Promise((resolve) => { child.once('exit', resolve); child.kill('SIGINT') })
   const file = readdirSync(dir).find((n) => n.endsWith('.cpuprofile'))
   const profile = JSON.parse(readFileSync(join(dir, file), 'utf8'))
@@ -117,7 +98,7 @@ async function main () {
   for (const mode of MODES) results[mode] = await profileOf(mode, port++)
   const result = {
     date: new Date().toISOString(),
-    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, pinned: useTaskset, loadTool: useWrk ? 'wrk' : 'autocannon' },
+    machine: machine(),
     method: { seconds: SECONDS, samplingIntervalUs: 100, route: 'GET /item/:id (small JSON)' },
     results
   }

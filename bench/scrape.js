@@ -11,6 +11,7 @@ const client = require('prom-client')
 const { CounterFamily, HistogramFamily } = require('../dist/lib/families')
 const { renderRegistry, renderRegistryBuffer } = require('../dist/lib/exposition')
 const { DEFAULT_LATENCY_BUCKETS } = require('../dist/lib/metrics')
+const { median } = require('./common')
 
 const COUNTERS = Number(process.env.SCRAPE_COUNTERS || 30000)
 const HISTOGRAMS = Number(process.env.SCRAPE_HISTOGRAMS || 20000)
@@ -37,7 +38,6 @@ for (let i = 0; i < HISTOGRAMS; i++) {
   ph.observe({ method: labels[0], route: labels[1], status_code: labels[2] }, v)
 }
 
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2 }
 
 async function main () {
   // Same content: the same set of sample lines.

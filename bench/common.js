@@ -1,0 +1,54 @@
+'use strict'
+// What the benchmark scripts share: their numeric options, pinning a server to CPU 0 and the load
+// generator to CPU 1 (when the machine has two), one load run against GET /item/:id, and medians.
+const { execFileSync, fork, spawnSync } = require('node:child_process')
+const os = require('node:os')
+
+const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0
+const useTaskset = has('taskset') && os.cpus().length >= 2
+const useWrk = has('wrk')
+
+/** `--name N` from the command line, else `def`. */
+function opt (name, def) {
+  const args = process.argv.slice(2)
+  const i = args.indexOf(`--${name}`)
+  return i === -1 ? def : Number(args[i + 1])
+}
+
+const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2 }
+const round3 = (x) => Math.round(x * 1000) / 1000
+
+/** The machine and load generator, for a result file. */
+function machine () {
+  return { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, pinned: useTaskset, loadTool: useWrk ? 'wrk' : 'autocannon' }
+}
+
+/** Forks a benchmark server, pinned to CPU 0 when pinning is possible; `execArgv` goes to Node. */
+function forkServer (script, env, execArgv = []) {
+  return useTaskset
+    ? fork(script, [], { env, execPath: 'taskset', execArgv: ['-c', '0', process.execPath, ...execArgv] })
+    : fork(script, [], { env, execArgv })
+}
+
+/** A server's CPU time, requests served and monotonic clock (bench/server.js answers 'stats'). */
+function stats (child) {
+  return new Promise((resolve) => { child.once('message', resolve); child.send('stats') })
+}
+
+/** One load run (wrk pinned to CPU 1, else autocannon): requests per second and p99 latency. */
+function load (port, seconds, connections = 32) {
+  const url = `http://127.0.0.1:${port}/item/42`
+  if (useWrk) {
+    const cmd = [...(useTaskset ? ['taskset', '-c', '1'] : []), 'wrk', '-t1', `-c${connections}`, `-d${seconds}s`, '--latency', url]
+    const out = execFileSync(cmd[0], cmd.slice(1)).toString()
+    const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1])
+    const p99 = /99%\s+([\d.]+)(us|ms|s)/.exec(out)
+    const p99ms = p99 ? Number(p99[1]) * (p99[2] === 'us' ? 0.001 : p99[2] === 's' ? 1000 : 1) : NaN
+    return { rps, p99ms }
+  }
+  const out = execFileSync(process.execPath, [require.resolve('autocannon/autocannon.js'), '-j', '-c', String(connections), '-d', String(seconds), url]).toString()
+  const r = JSON.parse(out)
+  return { rps: r.requests.average, p99ms: r.latency.p99 }
+}
+
+module.exports = { forkServer, load, machine, median, opt, round3, stats }
