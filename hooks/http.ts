@@ -49,9 +49,6 @@ class StatusSeries {
 /** Series of one route and method, resolved on the route's first request with that method. */
 class RouteMethodSeries {
   readonly byStatus = new Map<number, StatusSeries>()
-  /** The status and series of the last completed request: most requests repeat it, and skip the map. */
-  lastStatus = -1
-  lastSeries: StatusSeries | null = null
   readonly exceptions = new Map<string, CounterSeries>()
   constructor (
     readonly method: string,
@@ -246,16 +243,11 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
       return
     }
     const status = res.statusCode
-    let ss = rm.lastSeries
-    if (rm.lastStatus !== status || ss === null) {
-      ss = rm.byStatus.get(status) ?? null
-      if (ss === null) {
-        const code = String(status)
-        ss = new StatusSeries(requests.child(rm.method, state.route.route, code), duration.child(rm.method, state.route.route, code))
-        rm.byStatus.set(status, ss)
-      }
-      rm.lastStatus = status
-      rm.lastSeries = ss
+    let ss = rm.byStatus.get(status)
+    if (ss === undefined) {
+      const code = String(status)
+      ss = new StatusSeries(requests.child(rm.method, state.route.route, code), duration.child(rm.method, state.route.route, code))
+      rm.byStatus.set(status, ss)
     }
     ss.requests.value++
     ss.duration.observe((monotonicMs() - state.start) / 1000)

@@ -101,7 +101,7 @@ export async function renderRegistryBuffer (registry: Registry, format: Expositi
     }
   }))
   // Start at the size of the previous scrape: a large exposition then needs no regrowth.
-  const w = new ExpositionWriter(lastSize.get(registry) ?? undefined)
+  const w = new ExpositionWriter(lastSize.get(registry))
   let sliceStart = monotonicMs()
   for (const c of collected) {
     if (c === null) continue
