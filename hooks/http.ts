@@ -12,7 +12,10 @@
  * no label hashing.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import * as diagnostics from 'node:diagnostics_channel'
+import { ServerResponse } from 'node:http'
+import type { IncomingMessage } from 'node:http'
+import { Socket } from 'node:net'
 import { monotonicMs } from '../lib/clock'
 import { FNM_ERR_ROUTE_CONFIG_INVALID } from '../lib/errors'
 import type { CounterSeries, GaugeSeries, HistogramSeries } from '../lib/families'
@@ -43,15 +46,19 @@ export interface HttpHooksConfig {
 
 /** Series of one status code of one route and method. */
 class StatusSeries {
-  constructor (readonly requests: CounterSeries, readonly duration: HistogramSeries) {}
+  constructor (readonly status: number, readonly requests: CounterSeries, readonly duration: HistogramSeries) {}
 }
 
 /** Series of one route and method, resolved on the route's first request with that method. */
 class RouteMethodSeries {
   readonly byStatus = new Map<number, StatusSeries>()
+  /** The status series used last: most requests of a route repeat its status, and comparing one
+   * number is cheaper than the Map lookup (about 80 instructions, bench/instructions.js). */
+  lastStatus: StatusSeries | null = null
   readonly exceptions = new Map<string, CounterSeries>()
   constructor (
     readonly method: string,
+    readonly perMethod: MethodSeries,
     readonly requestSize: HistogramSeries,
     readonly responseSize: HistogramSeries,
     readonly aborted: CounterSeries
@@ -66,6 +73,10 @@ class MethodSeries {
 /** Everything known about one route (one Fastify route context). */
 class RouteRecord {
   readonly byMethod: Array<RouteMethodSeries | undefined> = []
+  /** The request method seen last (Node hands out the same string for each method) and its
+   * series: a string identity check instead of a Map lookup per request. */
+  lastMethod: string | undefined = undefined
+  lastByMethod: RouteMethodSeries | null = null
   readonly phases: Array<HistogramSeries | undefined> = []
   constructor (readonly route: string, readonly excluded: boolean) {}
 }
@@ -73,7 +84,6 @@ class RouteRecord {
 /** What one request carries from `onRequest` to its `'close'`. A fixed shape, one allocation. */
 class RequestState {
   start: number
-  method: MethodSeries
   route: RouteRecord
   routeMethod: RouteMethodSeries
   requestBytes = 0
@@ -84,15 +94,16 @@ class RequestState {
   /** Sum of every wrapped hook's time, to take nested hook time out of a synchronous handler. */
   hookTime = 0
   done = false
+  /** The responses queued behind another on the same connection, while this one is (watchEnd). */
+  queue: Set<RequestState> | null = null
   readonly reply: FastifyReply
   /** The response's own write(), called by the counting write. */
   readonly write: ServerResponse['write']
   /** Settles the request once its response closes (set by installHttpHooks). */
   readonly finish: (state: RequestState) => void
 
-  constructor (start: number, method: MethodSeries, route: RouteRecord, routeMethod: RouteMethodSeries, reply: FastifyReply, finish: (state: RequestState) => void) {
+  constructor (start: number, route: RouteRecord, routeMethod: RouteMethodSeries, reply: FastifyReply, finish: (state: RequestState) => void) {
     this.start = start
-    this.method = method
     this.route = route
     this.routeMethod = routeMethod
     this.reply = reply
@@ -112,11 +123,88 @@ type StatefulResponse = ServerResponse & { [kResponseState]: RequestState }
 
 /**
  * The response's 'close' listener, shared by every request (no closure per request): the
- * response ended, or the connection closed first.
+ * response ended, or the connection closed first. Used where Node's HTTP/1 server is not the
+ * transport (Fastify's inject(), HTTP/2); see RESPONSE_FINISH.
  */
 function onResponseClose (this: StatefulResponse): void {
   const state = this[kResponseState]
   state.finish(state)
+}
+
+/**
+ * How a response of Node's HTTP/1 server is settled without a listener per response. Adding a
+ * 'close' listener costs about 650 instructions per request (Node keeps listeners in a dictionary)
+ * and emitting it a generic call; together that was a third of this package's per-request
+ * instructions (bench/instructions.js). Instead:
+ * - a completed response is settled from Node's `http.server.response.finish` diagnostics channel,
+ *   which Node's server publishes for every response it finishes once anyone subscribes;
+ * - a response whose connection closes first is settled by one 'close' listener per socket, added
+ *   on the socket's first request. It settles the response the socket was serving and those
+ *   queued behind it by a pipelining client, for which Node itself emits nothing at all.
+ */
+const RESPONSE_FINISH = 'http.server.response.finish'
+/** Sockets that carry the 'close' listener. */
+const watchedSockets = new WeakSet<Socket>()
+/** Per socket, the responses queued behind the one it is serving. */
+const queues = new WeakMap<Socket, Set<RequestState>>()
+/** Installations currently subscribed to RESPONSE_FINISH (one shared subscriber). */
+let finishSubscribers = 0
+
+function onResponseFinish (message: unknown): void {
+  const res = (message as { response?: Partial<StatefulResponse> } | null)?.response
+  const state = res?.[kResponseState]
+  if (state !== undefined) state.finish(state)
+}
+
+function onSocketClose (this: Socket & { _httpMessage?: Partial<StatefulResponse> | null }): void {
+  const state = this._httpMessage?.[kResponseState]
+  if (state !== undefined) state.finish(state)
+  const queue = queues.get(this)
+  if (queue !== undefined) {
+    queues.delete(this)
+    for (const queued of queue) queued.finish(queued)
+  }
+}
+
+/**
+ * Makes sure the end of this response will be seen: through the finish channel and the socket's
+ * listener when Node's HTTP/1 server serves it, else through a 'close' listener on the response.
+ * Kept small so that it is inlined; the rare cases are in functions of their own.
+ */
+function watchEnd (req: IncomingMessage, res: StatefulResponse, state: RequestState): void {
+  const socket = req.socket
+  if (!watchedSockets.has(socket) && !watchSocket(socket, res)) {
+    // 'close' fires once per response; on() avoids once()'s wrapper allocation.
+    res.on('close', onResponseClose)
+  } else if (res.socket !== socket || socket.destroyed) {
+    watchQueued(socket, state)
+  }
+}
+
+/** On a socket's first request: adds its 'close' listener, or says that the socket is not Node's HTTP/1 server's. */
+function watchSocket (socket: Socket, res: ServerResponse): boolean {
+  if (finishSubscribers === 0 || !(socket instanceof Socket) || !(res instanceof ServerResponse)) return false
+  watchedSockets.add(socket)
+  socket.on('close', onSocketClose)
+  return true
+}
+
+/**
+ * A response not being served by its socket: queued behind another response on the connection
+ * (HTTP pipelining), or the connection is already gone (it closed while an earlier hook waited).
+ */
+function watchQueued (socket: Socket, state: RequestState): void {
+  if (socket.destroyed) {
+    state.finish(state)
+    return
+  }
+  let queue = queues.get(socket)
+  if (queue === undefined) {
+    queue = new Set()
+    queues.set(socket, queue)
+  }
+  queue.add(state)
+  state.queue = queue
 }
 
 /**
@@ -130,21 +218,45 @@ function countingWrite (this: StatefulResponse, chunk: any, ...rest: any[]): boo
   return (state.write as AnyFn).apply(this, [chunk, ...rest])
 }
 
+/**
+ * One of Fastify's own symbol-keyed fields, found by its description on the first object that has
+ * it, or null when this Fastify has no such field (callers then use the public API). Reading two
+ * of them saves work on every request; see routeConfigOf and contentLengthOf.
+ */
+function fastifySymbol (target: object, description: string): symbol | null {
+  return Object.getOwnPropertySymbols(target).find((s) => s.description === description) ?? null
+}
+
 let kRouteContext: symbol | null | undefined
 /**
  * The matched route's config. Fastify's public \`request.routeOptions\` builds a new object on
  * every read; the route context it reads from sits on the request under Fastify's
- * \`fastify.context\` symbol, found once. Falls back to the public getter if it is ever missing.
+ * \`fastify.context\` symbol.
  */
 function routeConfigOf (request: FastifyRequest): unknown {
-  if (kRouteContext === undefined) {
-    kRouteContext = Object.getOwnPropertySymbols(request).find((s) => s.description === 'fastify.context') ?? null
-  }
+  if (kRouteContext === undefined) kRouteContext = fastifySymbol(request, 'fastify.context')
   if (kRouteContext !== null) {
     const context = (request as unknown as Record<symbol, { config?: unknown } | undefined>)[kRouteContext]
     if (context !== undefined) return context.config
   }
   return request.routeOptions.config
+}
+
+let kReplyHeaders: symbol | null | undefined
+/**
+ * The response's Content-Length header as Fastify sent it. Fastify hands its headers to
+ * res.writeHead(), where res.getHeader() cannot see them; \`reply.getHeader()\` reads Fastify's own
+ * copy, but lower-cases its argument on every call (about 200 instructions, more than the rest of
+ * the read), so the copy is read directly under Fastify's \`fastify.reply.headers\` symbol.
+ */
+function contentLengthOf (reply: FastifyReply): unknown {
+  if (kReplyHeaders === undefined) kReplyHeaders = fastifySymbol(reply, 'fastify.reply.headers')
+  if (kReplyHeaders !== null) {
+    const headers = (reply as unknown as Record<symbol, Record<string, unknown> | undefined>)[kReplyHeaders]
+    const value = headers?.['content-length']
+    if (value !== undefined) return value
+  }
+  return reply.getHeader('content-length')
 }
 
 /** The `type` label of an exception: its Fastify/Node error code, else its class name. */
@@ -224,7 +336,7 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
     let rm = record.byMethod[i]
     if (rm === undefined) {
       const method = methodNames[i]
-      rm = new RouteMethodSeries(method, requestSize.child(method, record.route), responseSize.child(method, record.route), aborted.child(method, record.route))
+      rm = new RouteMethodSeries(method, seriesOfMethod(i), requestSize.child(method, record.route), responseSize.child(method, record.route), aborted.child(method, record.route))
       record.byMethod[i] = rm
     }
     return rm
@@ -235,25 +347,38 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
     const res = reply.raw
     if (state.done) return
     state.done = true
-    state.method.inFlight.value--
+    // Still queued behind another response when its connection closed: never sent, whatever the
+    // handler did.
+    let neverSent = false
+    if (state.queue !== null) {
+      neverSent = res.socket === null
+      state.queue.delete(state)
+    }
     const rm = state.routeMethod
+    rm.perMethod.inFlight.value--
     // end() not called when the connection closed: the client went away before the response.
-    if (!res.writableEnded) {
+    if (!res.writableEnded || neverSent) {
       rm.aborted.value++
       return
     }
     const status = res.statusCode
-    let ss = rm.byStatus.get(status)
-    if (ss === undefined) {
-      const code = String(status)
-      ss = new StatusSeries(requests.child(rm.method, state.route.route, code), duration.child(rm.method, state.route.route, code))
-      rm.byStatus.set(status, ss)
+    let ss = rm.lastStatus
+    if (ss === null || ss.status !== status) {
+      ss = rm.byStatus.get(status) ?? newStatusSeries(rm, state.route, status)
+      rm.lastStatus = ss
     }
     ss.requests.value++
     ss.duration.observe((monotonicMs() - state.start) / 1000)
     rm.requestSize.observe(state.requestBytes)
     rm.responseSize.observe(responseBodyBytes(state, reply, status))
     if (state.phaseMask !== 0) observePhases(state)
+  }
+
+  function newStatusSeries (rm: RouteMethodSeries, record: RouteRecord, status: number): StatusSeries {
+    const code = String(status)
+    const ss = new StatusSeries(status, requests.child(rm.method, record.route, code), duration.child(rm.method, record.route, code))
+    rm.byStatus.set(status, ss)
+    return ss
   }
 
   function observePhases (state: RequestState): void {
@@ -272,10 +397,8 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
 
   function responseBodyBytes (state: RequestState, reply: FastifyReply, status: number): number {
     // HEAD, 204 and 304 responses carry no body whatever their headers say.
-    if (state.method.name === 'HEAD' || status === 204 || status === 304) return 0
-    // Fastify hands its headers to res.writeHead(), where res.getHeader() cannot see them;
-    // reply.getHeader() reads Fastify's own copy (and falls back to the raw response's).
-    const cl = reply.getHeader('content-length')
+    if (state.routeMethod.method === 'HEAD' || status === 204 || status === 304) return 0
+    const cl = contentLengthOf(reply)
     if (cl !== undefined) {
       const n = Number(cl)
       if (Number.isFinite(n) && n >= 0) return n
@@ -292,14 +415,20 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
   }
 
   function startRequest (request: StatefulRequest, reply: FastifyReply, record: RouteRecord): void {
-    const i = indexOfMethod(request.raw.method)
-    const m = seriesOfMethod(i)
-    const state = new RequestState(monotonicMs(), m, record, seriesOfRouteMethod(record, i), reply, settle)
+    const req: IncomingMessage = request.raw
+    const method = req.method
+    let rm = record.lastByMethod
+    if (rm === null || record.lastMethod !== method) {
+      rm = seriesOfRouteMethod(record, indexOfMethod(method))
+      record.lastMethod = method
+      record.lastByMethod = rm
+    }
+    const m = rm.perMethod
+    const state = new RequestState(monotonicMs(), record, rm, reply, settle)
     m.received.value++
     m.inFlight.value++
     request[kRequestState] = state
 
-    const req: IncomingMessage = request.raw
     const cl = req.headers['content-length']
     if (cl !== undefined) {
       const n = Number(cl)
@@ -313,11 +442,16 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
     const res = reply.raw as StatefulResponse
     res[kResponseState] = state
     res.write = countingWrite as ServerResponse['write']
-    // 'close' fires once per response; on() avoids once()'s wrapper allocation.
-    res.on('close', onResponseClose)
+    watchEnd(req, res, state)
   }
 
   fastify.decorateRequest(kRequestState as unknown as string, null)
+
+  if (finishSubscribers++ === 0) diagnostics.subscribe(RESPONSE_FINISH, onResponseFinish)
+  fastify.addHook('onClose', function netboxMetricsUnsubscribe (_instance, done) {
+    if (--finishSubscribers === 0) diagnostics.unsubscribe(RESPONSE_FINISH, onResponseFinish)
+    done()
+  })
 
   fastify.addHook('onRequest', function netboxMetricsOnRequest (request, reply, done) {
     try {
