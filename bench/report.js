@@ -15,14 +15,32 @@ if (http) {
   lines.push('| server | median req/s | throughput / bare, median [min, max] | median p99 ms | CPU ns per request |', '|---|---|---|---|---|')
   lines.push(`| bare Fastify | ${http.medianRps.bare} | 1.000 | ${http.medianP99ms.bare} | ${http.medianCpuNsPerRequest.bare} |`)
   lines.push(`| fastify-netbox-metrics (defaults: every HTTP family, default metrics) | ${http.medianRps.plugin} | ${f3(http.ratios.pluginVsBare)} | ${http.medianP99ms.plugin} | ${http.medianCpuNsPerRequest.plugin} |`)
-  if (http.ratios.floorVsBare) lines.push(`| floor: one empty \`onRequest\` hook, two clock reads, one \`'close'\` listener | ${http.medianRps.floor} | ${f3(http.ratios.floorVsBare)} | ${http.medianP99ms.floor} | ${http.medianCpuNsPerRequest.floor} |`)
+  if (http.ratios.floorVsBare) lines.push(`| floor: one empty \`onRequest\` hook, two clock reads, the end seen from Node's finish channel | ${http.medianRps.floor} | ${f3(http.ratios.floorVsBare)} | ${http.medianP99ms.floor} | ${http.medianCpuNsPerRequest.floor} |`)
   if (http.ratios.fastifyMetricsVsBare) lines.push(`| fastify-metrics 14.1 (defaults) | ${http.medianRps['fastify-metrics']} | ${f3(http.ratios.fastifyMetricsVsBare)} | ${http.medianP99ms['fastify-metrics']} | ${http.medianCpuNsPerRequest['fastify-metrics']} |`)
   lines.push('')
   if (http.ratios.pluginVsFastifyMetrics) lines.push(`- this plugin vs fastify-metrics, throughput: **${f3(http.ratios.pluginVsFastifyMetrics)}x**`)
   if (http.ratios.pluginVsFloor) lines.push(`- this plugin vs the floor, throughput: ${f3(http.ratios.pluginVsFloor)}x`)
   lines.push(`- this plugin's p99 vs bare: ${f3(http.ratios.pluginP99VsBare)}x`)
   lines.push(`- this plugin's own CPU per request (plugin minus bare, pair by pair): median ${Math.round(http.pluginCostNsPerRequest.median)} ns [${Math.round(http.pluginCostNsPerRequest.min)}, ${Math.round(http.pluginCostNsPerRequest.max)}]`, '')
-  lines.push('![throughput chart](images/throughput.svg)', '')
+}
+const paired = read('paired')
+if (paired) {
+  lines.push(`### HTTP hot path, same core at the same time (${paired.date.slice(0, 10)}, \`node bench/paired.js\`: ${paired.method.rounds} rounds, each a fresh bare Fastify and a fresh other server side by side on CPU 0 for ${paired.method.seconds} s after a warm-up, each under its own wrk on CPU 1)`, '')
+  lines.push('| server | throughput / bare (bare\'s CPU per request over its), median [min, max] | CPU ns per request above bare: all, user, system |', '|---|---|---|')
+  const names = { bare: 'bare Fastify (control: the method\'s own error)', plugin: 'fastify-netbox-metrics (defaults)', floor: 'floor', 'fastify-metrics': 'fastify-metrics 14.1 (defaults)' }
+  for (const [k, p] of Object.entries(paired.pairs)) lines.push(`| ${names[k] ?? k} | ${f3(p.throughputVsBare)} | ${p.nsPerRequestOverBare}, ${p.userNsOverBare}, ${p.systemNsOverBare} |`)
+  lines.push('')
+  if (paired.pluginVsFastifyMetrics) lines.push(`- this plugin vs fastify-metrics (ratio of their ratios to bare): **${paired.pluginVsFastifyMetrics.toFixed(3)}x**`)
+  if (paired.pairs.plugin) lines.push(`- bare Fastify's CPU per request in these pairs: ${paired.pairs.plugin.bareNsPerRequest} ns (median)`)
+  lines.push('')
+}
+if (http || paired) lines.push('![throughput chart](images/throughput.svg)', '')
+const instructions = read('instructions')
+if (instructions) {
+  lines.push(`### Instructions per request (${instructions.date}, \`node bench/instructions.js\`: valgrind's callgrind, main thread, ${instructions.requests} requests after ${instructions.warmup} of warm-up, ${instructions.connections} keep-alive connections)`, '')
+  lines.push('| server | instructions per request | above bare | ratio to bare |', '|---|---:|---:|---:|')
+  for (const [k, n] of Object.entries(instructions.perRequest)) lines.push(`| ${k} | ${n} | ${instructions.overBare[k] ?? ''} | ${instructions.ratioToBare[k]?.toFixed(3) ?? ''} |`)
+  lines.push('', 'The same count for the same code whatever the machine is doing (two runs differ by about 0.3%); user-space instructions only, so the kernel\'s share of a request (reading and writing the socket) is left out, and an instruction that misses a cache costs more than one that does not.', '')
 }
 const profile = read('profile')
 if (profile) {
@@ -37,7 +55,7 @@ if (profile) {
 }
 const routes = read('routes')
 if (routes) {
-  lines.push('### Cost against the number of registered routes', '', '| registered routes | plugin / bare throughput, median [min, max] | plugin CPU ns per request above bare |', '|---|---|---|')
+  lines.push('### Cost against the number of registered routes (same core at the same time, `bench/paired.js` with that many extra routes on both servers)', '', '| registered routes | plugin / bare throughput, median [min, max] | plugin CPU ns per request above bare |', '|---|---|---|')
   for (const r of routes.rows) lines.push(`| ${r.routes} | ${f3(r.ratio)} | ${Math.round(r.pluginCostNsPerRequest.median)} |`)
   lines.push('')
 }

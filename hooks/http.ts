@@ -3,10 +3,12 @@
  *
  * Design (why it is cheap): every hook Fastify runs per request costs about 1% of a trivial
  * route's throughput, even empty, so the request path has exactly one hook of ours that runs for
- * every request (`onRequest`) and one `'close'` listener on the response, which fires once the
- * response is sent or the client went away, and so replaces both `onResponse` and
- * `onRequestAbort`. `onError` runs only on the error path. Phase timing adds no hook at all: the
- * application's own lifecycle hooks and route handlers are wrapped once, when they are
+ * every request (`onRequest`). The end of the response needs no hook and no listener per
+ * response: Node's HTTP/1 server reports each finished response on its
+ * `http.server.response.finish` diagnostics channel, and one 'close' listener per socket sees the
+ * responses whose client went away first (see watchEnd). That replaces both `onResponse` and
+ * `onRequestAbort`. `onError` runs only on the error path. Phase timing adds no hook at all:
+ * the application's own lifecycle hooks and route handlers are wrapped once, when they are
  * registered, and a route with no hooks pays only for its handler wrapper. Every series a
  * request touches is resolved once per route (and per status code) and kept, so a request does
  * no label hashing.
@@ -81,7 +83,7 @@ class RouteRecord {
   constructor (readonly route: string, readonly excluded: boolean) {}
 }
 
-/** What one request carries from `onRequest` to its `'close'`. A fixed shape, one allocation. */
+/** What one request carries from `onRequest` to the end of its response. A fixed shape, one allocation. */
 class RequestState {
   start: number
   route: RouteRecord
@@ -133,9 +135,10 @@ function onResponseClose (this: StatefulResponse): void {
 
 /**
  * How a response of Node's HTTP/1 server is settled without a listener per response. Adding a
- * 'close' listener costs about 650 instructions per request (Node keeps listeners in a dictionary)
- * and emitting it a generic call; together that was a third of this package's per-request
- * instructions (bench/instructions.js). Instead:
+ * 'close' listener cost about 650 instructions per request (Node keeps listeners in a
+ * dictionary), and emitting it a generic call: a quarter of this package's per-request
+ * instructions (bench/instructions.js; the CPU time it saved was within the benchmarks' error,
+ * see docs/performance.md). Instead:
  * - a completed response is settled from Node's `http.server.response.finish` diagnostics channel,
  *   which Node's server publishes for every response it finishes once anyone subscribes;
  * - a response whose connection closes first is settled by one 'close' listener per socket, added
@@ -169,7 +172,7 @@ function onSocketClose (this: Socket & { _httpMessage?: Partial<StatefulResponse
 /**
  * Makes sure the end of this response will be seen: through the finish channel and the socket's
  * listener when Node's HTTP/1 server serves it, else through a 'close' listener on the response.
- * Kept small so that it is inlined; the rare cases are in functions of their own.
+ * Kept small for the compiler to inline; the rare cases are in functions of their own.
  */
 function watchEnd (req: IncomingMessage, res: StatefulResponse, state: RequestState): void {
   const socket = req.socket
@@ -229,9 +232,9 @@ function fastifySymbol (target: object, description: string): symbol | null {
 
 let kRouteContext: symbol | null | undefined
 /**
- * The matched route's config. Fastify's public \`request.routeOptions\` builds a new object on
+ * The matched route's config. Fastify's public `request.routeOptions` builds a new object on
  * every read; the route context it reads from sits on the request under Fastify's
- * \`fastify.context\` symbol.
+ * `fastify.context` symbol.
  */
 function routeConfigOf (request: FastifyRequest): unknown {
   if (kRouteContext === undefined) kRouteContext = fastifySymbol(request, 'fastify.context')
@@ -245,9 +248,9 @@ function routeConfigOf (request: FastifyRequest): unknown {
 let kReplyHeaders: symbol | null | undefined
 /**
  * The response's Content-Length header as Fastify sent it. Fastify hands its headers to
- * res.writeHead(), where res.getHeader() cannot see them; \`reply.getHeader()\` reads Fastify's own
+ * res.writeHead(), where res.getHeader() cannot see them; `reply.getHeader()` reads Fastify's own
  * copy, but lower-cases its argument on every call (about 200 instructions, more than the rest of
- * the read), so the copy is read directly under Fastify's \`fastify.reply.headers\` symbol.
+ * the read), so the copy is read directly under Fastify's `fastify.reply.headers` symbol.
  */
 function contentLengthOf (reply: FastifyReply): unknown {
   if (kReplyHeaders === undefined) kReplyHeaders = fastifySymbol(reply, 'fastify.reply.headers')

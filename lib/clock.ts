@@ -9,7 +9,7 @@
  * on the benchmark VM the clock read itself dominates (docs/performance.md, "Where the time goes").
  */
 
-// Read once: \`process\` is an accessor on the global object, and looking it up on every call cost
+// Read once: `process` is an accessor on the global object, and looking it up on every call cost
 // about 140 instructions (callgrind, bench/instructions.js), more than the clock read. hrtime()
 // does not use its receiver.
 const { hrtime } = process

@@ -5,7 +5,7 @@
 
 /** Per-request state object, set by the `onRequest` hook (`null` when the request is excluded). */
 export const kRequestState = Symbol('fastify-netbox-metrics.request.state')
-/** The request's state, on the raw response, for the shared 'close' listener and write counter. */
+/** The request's state, on the raw response, for the shared end-of-response handlers and write counter. */
 export const kResponseState = Symbol('fastify-netbox-metrics.response.state')
 /** Marks a handler or hook function that this plugin has already wrapped for phase timing. */
 export const kWrapped = Symbol('fastify-netbox-metrics.wrapped')
