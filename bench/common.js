@@ -51,4 +51,4 @@ function load (port, seconds, connections = 32) {
   return { rps: r.requests.average, p99ms: r.latency.p99 }
 }
 
-module.exports = { forkServer, load, machine, median, opt, round3, stats }
+module.exports = { forkServer, load, machine, median, opt, round3, stats, useTaskset, useWrk }

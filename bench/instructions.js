@@ -3,8 +3,12 @@
 // and inputs whatever else the machine is doing, so it separates changes far smaller than this
 // VM's throughput noise. Each server runs under callgrind with instrumentation off; after a warm-up
 // (the JIT settled), instrumentation is switched on for a fixed number of keep-alive requests.
-// Instructions are not time (a clock read that enters the kernel is a few instructions here and
-// hundreds of nanoseconds there), so this complements bench/http.js, it does not replace it.
+// Only the main thread counts (V8's background compiler threads are left out). Instructions are
+// not time: they leave out the kernel's share of a request, and one that misses a cache costs
+// more than one that does not (docs/performance.md, "Where the time goes"), so this complements
+// bench/paired.js, it does not replace it. KEEP=1 keeps the callgrind files in the temporary
+// directory and PERF_MAP=1 has V8 write its perf map beside them, for callgrind_annotate.
+// BENCH_MODES picks the servers (bench/server.js), BENCH_OUT names the JSON.
 const { execFileSync, fork, spawnSync } = require('node:child_process')
 const fs = require('node:fs')
 const http = require('node:http')

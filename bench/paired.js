@@ -13,8 +13,7 @@
 const { spawn } = require('node:child_process')
 const { writeFileSync } = require('node:fs')
 const { join } = require('node:path')
-const os = require('node:os')
-const { forkServer, machine, median, opt, round3, stats } = require('./common')
+const { forkServer, machine, median, opt, round3, stats, useTaskset, useWrk } = require('./common')
 
 const ROUNDS = opt('rounds', 11)
 const SECONDS = opt('seconds', 3)
@@ -35,7 +34,7 @@ function startServer (mode) {
 /** wrk against one port for `seconds`, pinned to CPU 1 when possible; resolves when it exits. */
 function wrk (port, seconds) {
   const args = ['wrk', '-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, `http://127.0.0.1:${port}/item/42`]
-  const cmd = os.cpus().length >= 2 ? ['taskset', '-c', '1', ...args] : args
+  const cmd = useTaskset ? ['taskset', '-c', '1', ...args] : args
   return new Promise((resolve, reject) => {
     const p = spawn(cmd[0], cmd.slice(1), { stdio: 'ignore' })
     p.on('exit', (code) => code === 0 ? resolve() : reject(new Error(`wrk exited ${code}`)))
@@ -69,12 +68,13 @@ async function pairRound (other, round) {
     const [b, o] = await pairRun(bare, child, SECONDS)
     return { b, o }
   } finally {
-    for (const child of started) child.kill()
+    // Wait for both to exit, so that the next pair has the core to itself.
+    await Promise.all(started.map((child) => new Promise((resolve) => { child.once('exit', resolve); child.kill() })))
   }
 }
 
 async function main () {
-  if (require('node:child_process').spawnSync('sh', ['-c', 'command -v wrk']).status !== 0) {
+  if (!useWrk) {
     console.log('paired: wrk is not installed, skipped')
     return
   }
