@@ -30,25 +30,44 @@ function forkServer (script, env, execArgv = []) {
     : fork(script, [], { env, execArgv })
 }
 
+/**
+ * Forks a benchmark server (see forkServer) and resolves once it says it is ready. When its ready
+ * message carries the port it listens on (bench/server.js with PORT=0), that is `child.port`.
+ */
+function startServer (script, env, execArgv = []) {
+  return new Promise((resolve, reject) => {
+    const child = forkServer(script, env, execArgv)
+    child.once('message', (m) => {
+      if (typeof m?.port === 'number') child.port = m.port
+      resolve(child)
+    })
+    child.once('exit', (code) => reject(new Error(`${env.MODE} server exited ${code}`)))
+  })
+}
+
 /** A server's CPU time, requests served and monotonic clock (bench/server.js answers 'stats'). */
 function stats (child) {
   return new Promise((resolve) => { child.once('message', resolve); child.send('stats') })
 }
 
+/** The wrk command line of one load run against GET /item/42, pinned to CPU 1 when possible. */
+function wrkCommand (port, seconds, connections, extra = []) {
+  return [...(useTaskset ? ['taskset', '-c', '1'] : []), 'wrk', '-t1', `-c${connections}`, `-d${seconds}s`, ...extra, `http://127.0.0.1:${port}/item/42`]
+}
+
 /** One load run (wrk pinned to CPU 1, else autocannon): requests per second and p99 latency. */
 function load (port, seconds, connections = 32) {
-  const url = `http://127.0.0.1:${port}/item/42`
   if (useWrk) {
-    const cmd = [...(useTaskset ? ['taskset', '-c', '1'] : []), 'wrk', '-t1', `-c${connections}`, `-d${seconds}s`, '--latency', url]
+    const cmd = wrkCommand(port, seconds, connections, ['--latency'])
     const out = execFileSync(cmd[0], cmd.slice(1)).toString()
     const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1])
     const p99 = /99%\s+([\d.]+)(us|ms|s)/.exec(out)
     const p99ms = p99 ? Number(p99[1]) * (p99[2] === 'us' ? 0.001 : p99[2] === 's' ? 1000 : 1) : NaN
     return { rps, p99ms }
   }
-  const out = execFileSync(process.execPath, [require.resolve('autocannon/autocannon.js'), '-j', '-c', String(connections), '-d', String(seconds), url]).toString()
+  const out = execFileSync(process.execPath, [require.resolve('autocannon/autocannon.js'), '-j', '-c', String(connections), '-d', String(seconds), `http://127.0.0.1:${port}/item/42`]).toString()
   const r = JSON.parse(out)
   return { rps: r.requests.average, p99ms: r.latency.p99 }
 }
 
-module.exports = { forkServer, load, machine, median, opt, round3, stats, useTaskset, useWrk }
+module.exports = { load, machine, median, opt, round3, startServer, stats, useWrk, wrkCommand }

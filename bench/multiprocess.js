@@ -19,7 +19,7 @@
 const { writeFileSync, mkdirSync, mkdtempSync, rmSync, readdirSync, statSync } = require('node:fs')
 const { join } = require('node:path')
 const os = require('node:os')
-const { forkServer, load, machine, median, opt, round3 } = require('./common')
+const { load, machine, median, opt, round3, startServer } = require('./common')
 
 const ROUNDS = opt('rounds', 5)
 const SECONDS = opt('seconds', 3)
@@ -50,14 +50,7 @@ async function server () {
   process.send('ready')
 }
 
-function startServer (mode, port, dir) {
-  return new Promise((resolve, reject) => {
-    const env = { ...process.env, ROLE: 'server', MODE: mode, PORT: String(port), MP_DIR: dir }
-    const child = forkServer(__filename, env)
-    child.once('message', () => resolve(child))
-    child.once('exit', (code) => reject(new Error(`${mode} server exited ${code}`)))
-  })
-}
+const start = (mode, port, dir) => startServer(__filename, { ...process.env, ROLE: 'server', MODE: mode, PORT: String(port), MP_DIR: dir })
 
 /** Requests per second of one load run. */
 const rpsOf = (port, seconds) => load(port, seconds, CONNECTIONS).rps
@@ -66,7 +59,7 @@ async function throughput (dir) {
   const modes = ['single', 'multi']
   const servers = {}
   let port = 40300
-  for (const mode of modes) servers[mode] = { port, child: await startServer(mode, port++, dir) }
+  for (const mode of modes) servers[mode] = { port, child: await start(mode, port++, dir) }
   try {
     for (const mode of modes) rpsOf(servers[mode].port, 1)
     const rounds = []

@@ -13,7 +13,7 @@
 const { spawn } = require('node:child_process')
 const { writeFileSync } = require('node:fs')
 const { join } = require('node:path')
-const { forkServer, machine, median, opt, round3, stats, useTaskset, useWrk } = require('./common')
+const { machine, median, opt, round3, startServer, stats, useWrk, wrkCommand } = require('./common')
 
 const ROUNDS = opt('rounds', 11)
 const SECONDS = opt('seconds', 3)
@@ -23,18 +23,11 @@ const OTHERS = (process.env.BENCH_MODES || 'bare,floor,plugin,fastify-metrics').
 const OUT = process.env.BENCH_OUT || join(__dirname, 'results', 'paired.json')
 
 /** Starts a server on a port the system picks (fixed ports can collide with wrk's own sockets). */
-function startServer (mode) {
-  return new Promise((resolve, reject) => {
-    const child = forkServer(join(__dirname, 'server.js'), { ...process.env, MODE: mode, PORT: '0' })
-    child.once('message', (m) => { child.port = m.port; resolve(child) })
-    child.once('exit', (code) => reject(new Error(`${mode} server exited ${code}`)))
-  })
-}
+const startOn0 = (mode) => startServer(join(__dirname, 'server.js'), { ...process.env, MODE: mode, PORT: '0' })
 
 /** wrk against one port for `seconds`, pinned to CPU 1 when possible; resolves when it exits. */
 function wrk (port, seconds) {
-  const args = ['wrk', '-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, `http://127.0.0.1:${port}/item/42`]
-  const cmd = useTaskset ? ['taskset', '-c', '1', ...args] : args
+  const cmd = wrkCommand(port, seconds, CONNECTIONS)
   return new Promise((resolve, reject) => {
     const p = spawn(cmd[0], cmd.slice(1), { stdio: 'ignore' })
     p.on('exit', (code) => code === 0 ? resolve() : reject(new Error(`wrk exited ${code}`)))
@@ -61,7 +54,7 @@ async function pairRound (other, round) {
   const started = []
   try {
     for (const mode of first ? ['bare', other] : [other, 'bare']) {
-      started.push(await startServer(mode))
+      started.push(await startOn0(mode))
     }
     const [bare, child] = first ? started : [started[1], started[0]]
     await pairRun(bare, child, WARMUP)

@@ -16,7 +16,7 @@ const { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync
 const { join } = require('node:path')
 const { pathToFileURL } = require('node:url')
 const os = require('node:os')
-const { forkServer, load, machine, opt, stats } = require('./common')
+const { load, machine, opt, startServer, stats } = require('./common')
 
 const SECONDS = opt('seconds', 8)
 const MODES = ['bare', 'plugin']
@@ -25,8 +25,7 @@ async function profileOf (mode, port) {
   const dir = mkdtempSync(join(os.tmpdir(), 'fnm-prof-'))
   const nodeArgs = ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval', '100']
   const env = { ...process.env, MODE: mode, PORT: String(port) }
-  const child = forkServer(join(__dirname, 'server.js'), env, nodeArgs)
-  await new Promise((resolve, reject) => { child.once('message', resolve); child.once('exit', (code) => reject(new Error(`${mode} server exited ${code}`))) })
+  const child = await startServer(join(__dirname, 'server.js'), env, nodeArgs)
   load(port, 2) // warm-up: start-up and compilation stay out of the window below
   const before = await stats(child)
   load(port, SECONDS)

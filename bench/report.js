@@ -14,14 +14,15 @@ if (http) {
   lines.push(`### HTTP hot path (${http.date.slice(0, 10)}, Node ${http.machine.node}, ${http.machine.cpus} CPUs ${http.machine.model ?? ''}, ${http.machine.loadTool}, ${http.method.rounds} alternating rounds of ${http.method.seconds} s, ${http.method.connections} connections, servers pinned to CPU 0 and the load to CPU 1: ${http.machine.pinned})`, '')
   lines.push('| server | median req/s | throughput / bare, median [min, max] | median p99 ms | CPU ns per request |', '|---|---|---|---|---|')
   lines.push(`| bare Fastify | ${http.medianRps.bare} | 1.000 | ${http.medianP99ms.bare} | ${http.medianCpuNsPerRequest.bare} |`)
-  lines.push(`| fastify-netbox-metrics (defaults: every HTTP family, default metrics) | ${http.medianRps.plugin} | ${f3(http.ratios.pluginVsBare)} | ${http.medianP99ms.plugin} | ${http.medianCpuNsPerRequest.plugin} |`)
-  if (http.ratios.floorVsBare) lines.push(`| floor: one empty \`onRequest\` hook, two clock reads, the end seen from Node's finish channel | ${http.medianRps.floor} | ${f3(http.ratios.floorVsBare)} | ${http.medianP99ms.floor} | ${http.medianCpuNsPerRequest.floor} |`)
-  if (http.ratios.fastifyMetricsVsBare) lines.push(`| fastify-metrics 14.1 (defaults) | ${http.medianRps['fastify-metrics']} | ${f3(http.ratios.fastifyMetricsVsBare)} | ${http.medianP99ms['fastify-metrics']} | ${http.medianCpuNsPerRequest['fastify-metrics']} |`)
+  lines.push(`| fastify-netbox-metrics (defaults: every HTTP family, default metrics) | ${http.medianRps.plugin} | ${f3(http.vsBare.plugin.throughput)} | ${http.medianP99ms.plugin} | ${http.medianCpuNsPerRequest.plugin} |`)
+  if (http.vsBare.floor) lines.push(`| floor: one empty \`onRequest\` hook, two clock reads, the end seen from Node's finish channel | ${http.medianRps.floor} | ${f3(http.vsBare.floor.throughput)} | ${http.medianP99ms.floor} | ${http.medianCpuNsPerRequest.floor} |`)
+  if (http.vsBare['fastify-metrics']) lines.push(`| fastify-metrics 14.1 (defaults) | ${http.medianRps['fastify-metrics']} | ${f3(http.vsBare['fastify-metrics'].throughput)} | ${http.medianP99ms['fastify-metrics']} | ${http.medianCpuNsPerRequest['fastify-metrics']} |`)
   lines.push('')
   if (http.ratios.pluginVsFastifyMetrics) lines.push(`- this plugin vs fastify-metrics, throughput: **${f3(http.ratios.pluginVsFastifyMetrics)}x**`)
   if (http.ratios.pluginVsFloor) lines.push(`- this plugin vs the floor, throughput: ${f3(http.ratios.pluginVsFloor)}x`)
   lines.push(`- this plugin's p99 vs bare: ${f3(http.ratios.pluginP99VsBare)}x`)
-  lines.push(`- this plugin's own CPU per request (plugin minus bare, pair by pair): median ${Math.round(http.pluginCostNsPerRequest.median)} ns [${Math.round(http.pluginCostNsPerRequest.min)}, ${Math.round(http.pluginCostNsPerRequest.max)}]`, '')
+  const cost = http.vsBare.plugin.cpuNsPerRequest
+  lines.push(`- this plugin's own CPU per request (plugin minus bare, pair by pair): median ${Math.round(cost.median)} ns [${Math.round(cost.min)}, ${Math.round(cost.max)}]`, '')
 }
 const paired = read('paired')
 if (paired) {
