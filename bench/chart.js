@@ -1,15 +1,17 @@
 'use strict'
 // Draws docs/images/throughput.svg: throughput of bare Fastify, this plugin, fastify-metrics and
-// the one-hook floor, each as its median ratio to bare Fastify. Two panels: sequential alternating
-// rounds (bench/results/http.json, with median req/s) and the same-core pairs of fresh processes
-// (bench/results/paired.json), the measure that cancels the VM's drift.
+// the two floors (one empty hook; no hook), each as its median ratio to bare Fastify. Two panels:
+// sequential alternating rounds (bench/results/http.json, with median req/s) and the same-core
+// pairs of fresh processes (bench/results/paired.json), the measure that cancels the VM's drift.
 const { existsSync, readFileSync, writeFileSync, mkdirSync } = require('node:fs')
 const { join } = require('node:path')
 
 const read = (name) => { const p = join(__dirname, 'results', `${name}.json`); return existsSync(p) ? JSON.parse(readFileSync(p, 'utf8')) : null }
 const http = read('http')
 const paired = read('paired')
-const SERVERS = [['bare', 'bare Fastify', '#9e9e9e'], ['plugin', 'fastify-netbox-metrics', '#2e7d32'], ['fastify-metrics', 'fastify-metrics', '#c62828'], ['floor', 'floor (1 empty hook)', '#90a4ae']]
+/** A difference with its sign: +12, -3. */
+const signed = (n) => (n >= 0 ? `+${n}` : String(n))
+const SERVERS = [['bare', 'bare Fastify', '#9e9e9e'], ['plugin', 'fastify-netbox-metrics', '#2e7d32'], ['fastify-metrics', 'fastify-metrics', '#c62828'], ['floor', 'floor (1 empty hook)', '#90a4ae'], ['floor-nohook', 'floor (no hook)', '#cfd8dc']]
 const panels = []
 if (http) {
   panels.push({
@@ -20,7 +22,7 @@ if (http) {
 if (paired) {
   panels.push({
     title: `Same core, at the same time, fresh processes: median of ${paired.method.rounds} pairs (bench/paired.js)`,
-    bars: SERVERS.filter(([k]) => k === 'bare' || paired.pairs[k] !== undefined).map(([k, name, color]) => [name, k === 'bare' ? 1 : paired.pairs[k].throughputVsBare.median, color, k === 'bare' ? `${paired.pairs.plugin?.bareNsPerRequest ?? '?'} ns CPU/request` : `+${paired.pairs[k].nsPerRequestOverBare} ns CPU/request`])
+    bars: SERVERS.filter(([k]) => k === 'bare' || paired.pairs[k] !== undefined).map(([k, name, color]) => [name, k === 'bare' ? 1 : paired.pairs[k].throughputVsBare.median, color, k === 'bare' ? `${paired.pairs.plugin?.bareNsPerRequest ?? '?'} ns CPU/request` : `${signed(paired.pairs[k].nsPerRequestOverBare)} ns CPU/request`])
   })
 }
 const W = 760

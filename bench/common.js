@@ -3,6 +3,7 @@
 // generator to CPU 1 (when the machine has two), one load run against GET /item/:id, and medians.
 const { execFileSync, fork, spawnSync } = require('node:child_process')
 const os = require('node:os')
+const { join } = require('node:path')
 
 const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0
 const useTaskset = has('taskset') && os.cpus().length >= 2
@@ -17,6 +18,8 @@ function opt (name, def) {
 
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2 }
 const round3 = (x) => Math.round(x * 1000) / 1000
+/** Median and spread of a list of ratios, to three decimals. */
+const summary = (xs) => ({ median: round3(median(xs)), min: round3(Math.min(...xs)), max: round3(Math.max(...xs)) })
 
 /** The machine and load generator, for a result file. */
 function machine () {
@@ -45,6 +48,18 @@ function startServer (script, env, execArgv = []) {
   })
 }
 
+/**
+ * Starts bench/server.js in MODE `mode` on a port the system picks (`child.port`; fixed ports can
+ * collide with wrk's own sockets). `execArgv` goes to Node.
+ */
+const startBenchServer = (mode, execArgv = []) => startServer(join(__dirname, 'server.js'), { ...process.env, MODE: mode, PORT: '0' }, execArgv)
+
+/** Stops a server with `signal` and resolves once it has exited (so the next one has the core). */
+function stopServer (child, signal = 'SIGTERM') {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve()
+  return new Promise((resolve) => { child.once('exit', resolve); child.kill(signal) })
+}
+
 /** A server's CPU time, requests served and monotonic clock (bench/server.js answers 'stats'). */
 function stats (child) {
   return new Promise((resolve) => { child.once('message', resolve); child.send('stats') })
@@ -70,4 +85,4 @@ function load (port, seconds, connections = 32) {
   return { rps: r.requests.average, p99ms: r.latency.p99 }
 }
 
-module.exports = { load, machine, median, opt, round3, startServer, stats, useWrk, wrkCommand }
+module.exports = { load, machine, median, opt, round3, startBenchServer, startServer, stats, stopServer, summary, useTaskset, useWrk, wrkCommand }

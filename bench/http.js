@@ -13,7 +13,7 @@
  */
 const { writeFileSync, mkdirSync } = require('node:fs')
 const { join, isAbsolute, dirname } = require('node:path')
-const { load: loadRun, machine, median, opt, round3, startServer, stats } = require('./common')
+const { load: loadRun, machine, median, opt, startServer, stats, summary } = require('./common')
 
 const ROUNDS = opt('rounds', 11)
 const SECONDS = opt('seconds', 3)
@@ -97,7 +97,6 @@ async function main () {
   }
 }
 
-function summary (xs) { return { median: round3(median(xs)), min: round3(Math.min(...xs)), max: round3(Math.max(...xs)) } }
 function fmt (s) { return `${s.median.toFixed(3)} [${s.min.toFixed(3)}, ${s.max.toFixed(3)}]` }
 
 main().catch((err) => { console.error(err); process.exit(1) })

@@ -14,12 +14,12 @@ const fs = require('node:fs')
 const http = require('node:http')
 const os = require('node:os')
 const path = require('node:path')
-const { machine, opt, round3 } = require('./common')
+const { machine, opt, round3, stopServer } = require('./common')
 
 const warmup = opt('warmup', 50000)
 const requests = opt('requests', 10000)
 const connections = opt('connections', 8)
-const modes = (process.env.BENCH_MODES || 'bare,floor,plugin,fastify-metrics').split(',')
+const modes = (process.env.BENCH_MODES || 'bare,floor,floor-nohook,plugin,fastify-metrics').split(',')
 const out = process.env.BENCH_OUT || path.join(__dirname, 'results', 'instructions.json')
 
 /** `n` GET /item/42 requests over `connections` keep-alive sockets; resolves when all are answered. */
@@ -66,8 +66,7 @@ async function measure (mode) {
     control(['-i', 'off', String(child.pid)])
     control(['-d', String(child.pid)])
   } finally {
-    child.kill('SIGINT')
-    await new Promise((resolve) => child.once('exit', resolve))
+    await stopServer(child, 'SIGINT')
   }
   // Callgrind writes one file per dump and thread (suffix .1-01 for the first dump of thread 1)
   // and more at exit. Only the main thread counts: the others are V8's concurrent compiler, whose

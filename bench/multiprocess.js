@@ -19,7 +19,7 @@
 const { writeFileSync, mkdirSync, mkdtempSync, rmSync, readdirSync, statSync } = require('node:fs')
 const { join } = require('node:path')
 const os = require('node:os')
-const { load, machine, median, opt, round3, startServer } = require('./common')
+const { load, machine, median, opt, round3, startServer, summary } = require('./common')
 
 const ROUNDS = opt('rounds', 5)
 const SECONDS = opt('seconds', 3)
@@ -73,7 +73,7 @@ async function throughput (dir) {
     const ratios = rounds.map((r) => r.multi / r.single)
     return {
       medianRps: { single: Math.round(median(rounds.map((r) => r.single))), multi: Math.round(median(rounds.map((r) => r.multi))) },
-      multiVsSingle: { median: round3(median(ratios)), min: round3(Math.min(...ratios)), max: round3(Math.max(...ratios)) },
+      multiVsSingle: summary(ratios),
       extraCostPerRequestPct: round3((1 / median(ratios) - 1) * 100),
       rounds
     }

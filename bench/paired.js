@@ -9,21 +9,23 @@
 // round starts fresh processes: one process's JIT and memory-layout luck shifts its cost by a few
 // percent for its whole life, so one pair of processes measured many times measures that luck
 // (a bare-vs-bare pair came out at 1.027 [1.019, 1.054] that way). A bare-vs-bare pair measures
-// the method's own error.
+// the method's own error. BENCH_MODES picks the other servers, BENCH_OUT names the JSON and
+// BENCH_NODE_ARGS passes Node flags to both servers of every pair.
 const { spawn } = require('node:child_process')
 const { writeFileSync } = require('node:fs')
 const { join } = require('node:path')
-const { machine, median, opt, round3, startServer, stats, useWrk, wrkCommand } = require('./common')
+const { machine, median, opt, round3, startBenchServer, stats, stopServer, summary, useWrk, wrkCommand } = require('./common')
 
 const ROUNDS = opt('rounds', 11)
 const SECONDS = opt('seconds', 3)
 const WARMUP = opt('warmup', 2)
 const CONNECTIONS = opt('connections', 32)
-const OTHERS = (process.env.BENCH_MODES || 'bare,floor,plugin,fastify-metrics').split(',')
+const OTHERS = (process.env.BENCH_MODES || 'bare,floor,floor-nohook,plugin,fastify-metrics').split(',')
 const OUT = process.env.BENCH_OUT || join(__dirname, 'results', 'paired.json')
 
-/** Starts a server on a port the system picks (fixed ports can collide with wrk's own sockets). */
-const startOn0 = (mode) => startServer(join(__dirname, 'server.js'), { ...process.env, MODE: mode, PORT: '0' })
+/** Node flags for both servers of every pair (BENCH_NODE_ARGS, e.g. '--single-threaded-gc'). */
+const NODE_ARGS = (process.env.BENCH_NODE_ARGS || '').split(' ').filter(Boolean)
+
 
 /** wrk against one port for `seconds`, pinned to CPU 1 when possible; resolves when it exits. */
 function wrk (port, seconds) {
@@ -54,7 +56,7 @@ async function pairRound (other, round) {
   const started = []
   try {
     for (const mode of first ? ['bare', other] : [other, 'bare']) {
-      started.push(await startOn0(mode))
+      started.push(await startBenchServer(mode, NODE_ARGS))
     }
     const [bare, child] = first ? started : [started[1], started[0]]
     await pairRun(bare, child, WARMUP)
@@ -62,7 +64,7 @@ async function pairRound (other, round) {
     return { b, o }
   } finally {
     // Wait for both to exit, so that the next pair has the core to itself.
-    await Promise.all(started.map((child) => new Promise((resolve) => { child.once('exit', resolve); child.kill() })))
+    await Promise.all(started.map((child) => stopServer(child)))
   }
 }
 
@@ -85,7 +87,7 @@ async function main () {
     const rounds = pairs[other].rounds
     const ratios = rounds.map((r) => r.throughputVsBare)
     pairs[other] = {
-      throughputVsBare: { median: round3(median(ratios)), min: Math.min(...ratios), max: Math.max(...ratios) },
+      throughputVsBare: summary(ratios),
       nsPerRequestOverBare: Math.round(median(rounds.map((r) => r.otherNs - r.bareNs))),
       // Where the difference is spent: in the process (user) or in the kernel on its behalf (system).
       userNsOverBare: Math.round(median(rounds.map((r) => r.userNsOverBare))),

@@ -16,7 +16,7 @@ const { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync
 const { join } = require('node:path')
 const { pathToFileURL } = require('node:url')
 const os = require('node:os')
-const { load, machine, opt, startServer, stats } = require('./common')
+const { load, machine, opt, startServer, stats, stopServer } = require('./common')
 
 const SECONDS = opt('seconds', 8)
 const MODES = ['bare', 'plugin']
@@ -30,7 +30,7 @@ async function profileOf (mode, port) {
   const before = await stats(child)
   load(port, SECONDS)
   const after = await stats(child)
-  await new Promise((resolve) => { child.once('exit', resolve); child.kill('SIGINT') })
+  await stopServer(child, 'SIGINT')
   const file = readdirSync(dir).find((n) => n.endsWith('.cpuprofile'))
   const profile = JSON.parse(readFileSync(join(dir, file), 'utf8'))
   rmSync(dir, { recursive: true, force: true })

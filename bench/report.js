@@ -28,7 +28,7 @@ const paired = read('paired')
 if (paired) {
   lines.push(`### HTTP hot path, same core at the same time (${paired.date.slice(0, 10)}, \`node bench/paired.js\`: ${paired.method.rounds} rounds, each a fresh bare Fastify and a fresh other server side by side on CPU 0 for ${paired.method.seconds} s after a warm-up, each under its own wrk on CPU 1)`, '')
   lines.push('| server | throughput / bare (bare\'s CPU per request over its), median [min, max] | CPU ns per request above bare: all, user, system |', '|---|---|---|')
-  const names = { bare: 'bare Fastify (control: the method\'s own error)', plugin: 'fastify-netbox-metrics (defaults)', floor: 'floor', 'fastify-metrics': 'fastify-metrics 14.1 (defaults)' }
+  const names = { bare: 'bare Fastify (control: the method\'s own error)', plugin: 'fastify-netbox-metrics (defaults)', floor: 'floor: one empty `onRequest` hook, two clock reads, the finish channel', 'floor-nohook': 'floor without a Fastify hook: the start from Node\'s request-start channel', 'fastify-metrics': 'fastify-metrics 14.1 (defaults)' }
   for (const [k, p] of Object.entries(paired.pairs)) lines.push(`| ${names[k] ?? k} | ${f3(p.throughputVsBare)} | ${p.nsPerRequestOverBare}, ${p.userNsOverBare}, ${p.systemNsOverBare} |`)
   lines.push('')
   if (paired.pluginVsFastifyMetrics) lines.push(`- this plugin vs fastify-metrics (ratio of their ratios to bare): **${paired.pluginVsFastifyMetrics.toFixed(3)}x**`)
@@ -36,6 +36,13 @@ if (paired) {
   lines.push('')
 }
 if (http || paired) lines.push('![throughput chart](images/throughput.svg)', '')
+const latency = read('latency')
+if (latency) {
+  lines.push(`### Latency at light load (${latency.date.slice(0, 10)}, \`node bench/latency.js\`: ${latency.method})`, '')
+  lines.push('| server | p50 µs | p99 µs | p99.9 µs | p50 / bare | p99 / bare | p99.9 / bare |', '|---|---:|---:|---:|---:|---:|---:|')
+  for (const [k, s] of Object.entries(latency.servers)) lines.push(`| ${k} | ${s.p50us} | ${s.p99us} | ${s.p999us} | ${s.p50VsBare?.median.toFixed(3) ?? '1'} | ${s.p99VsBare ? f3(s.p99VsBare) : '1'} | ${s.p999VsBare?.median.toFixed(3) ?? '1'} |`)
+  lines.push('', 'Ratios are taken round by round (each round\'s own bare), then the median and, for p99, the spread over rounds.', '')
+}
 const instructions = read('instructions')
 if (instructions) {
   lines.push(`### Instructions per request (${instructions.date}, \`node bench/instructions.js\`: valgrind's callgrind, main thread, ${instructions.requests} requests after ${instructions.warmup} of warm-up, ${instructions.connections} keep-alive connections)`, '')

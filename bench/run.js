@@ -9,6 +9,7 @@ const quick = process.env.BENCH_QUICK === '1'
 const steps = [
   ['http.js', quick ? ['--rounds', '3', '--seconds', '2'] : []],
   ['paired.js', quick ? ['--rounds', '3', '--seconds', '2'] : []],
+  ['latency.js', quick ? ['--rounds', '3', '--requests', '5000', '--warmup', '5000'] : []],
   ['instructions.js', quick ? ['--warmup', '5000', '--requests', '2000'] : []],
   ['routes.js', []],
   ['scrape.js', []],
@@ -26,7 +27,7 @@ for (const [file, args] of steps) {
 execFileSync(process.execPath, [join(__dirname, 'chart.js')], { stdio: 'inherit' })
 execFileSync(process.execPath, [join(__dirname, 'report.js')], { stdio: 'inherit' })
 const summary = {}
-for (const name of ['http', 'paired', 'instructions', 'routes', 'scrape', 'memory', 'orm', 'multiprocess', 'profile']) {
+for (const name of ['http', 'paired', 'latency', 'instructions', 'routes', 'scrape', 'memory', 'orm', 'multiprocess', 'profile']) {
   const p = join(__dirname, 'results', `${name}.json`)
   if (existsSync(p)) summary[name] = JSON.parse(readFileSync(p, 'utf8'))
 }

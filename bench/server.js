@@ -1,6 +1,6 @@
 'use strict'
 // One benchmark server, on PORT, route GET /item/:id.
-// MODE=bare | plugin | plugin-nodefault | fastify-metrics | floor | defaults-only
+// MODE=bare | plugin | plugin-nodefault | fastify-metrics | floor | floor-nohook | defaults-only
 // PLUGIN=<directory> loads the plugin from another checkout (built), to compare two versions.
 const Fastify = require('fastify')
 const plugin = () => require(process.env.PLUGIN || '..')
@@ -17,19 +17,27 @@ async function main () {
   } else if (mode === 'defaults-only') {
     // prom-client's default metrics alone: they cost nothing per request (measured: 0.995 of bare).
     require('prom-client').collectDefaultMetrics()
-  } else if (mode === 'floor') {
-    // The least any plugin that times every request must do: one onRequest hook and two clock
-    // reads, the end of the response seen the cheapest way there is, from Node's finish
-    // diagnostics channel (no listener per response; aborts are ignored here). Shown beside the
-    // plugin to separate the cost of that skeleton from the cost of the metrics themselves.
+  } else if (mode === 'floor' || mode === 'floor-nohook') {
+    // The least any plugin that times every request must do: two clock reads, the end of the
+    // response seen the cheapest way there is, from Node's finish diagnostics channel (no listener
+    // per response; aborts are ignored here), and the start taken from one onRequest hook
+    // ('floor') or, without any Fastify hook, from Node's `http.server.request.start` channel
+    // ('floor-nohook': a plugin built this way would not know the route when a request starts,
+    // see docs/performance.md). Shown beside the plugin to separate the cost of that skeleton
+    // from the cost of the metrics themselves.
     const { monotonicMs: now } = require('../dist/lib/clock') // the plugin's own clock
+    const dc = require('node:diagnostics_channel')
     const kStart = Symbol('start')
     let sum = 0
-    app.addHook('onRequest', (request, reply, done) => {
-      reply.raw[kStart] = now()
-      done()
-    })
-    require('node:diagnostics_channel').subscribe('http.server.response.finish', ({ response }) => {
+    if (mode === 'floor') {
+      app.addHook('onRequest', (request, reply, done) => {
+        reply.raw[kStart] = now()
+        done()
+      })
+    } else {
+      dc.subscribe('http.server.request.start', ({ response }) => { response[kStart] = now() })
+    }
+    dc.subscribe('http.server.response.finish', ({ response }) => {
       const start = response[kStart]
       if (start !== undefined) sum += now() - start
     })
