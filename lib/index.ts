@@ -10,7 +10,7 @@ import * as cacheHooks from '../hooks/cache'
 import { installHttpHooks } from '../hooks/http'
 import * as orm from '../hooks/orm'
 import * as errorCodes from './errors'
-import { OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE, renderRegistry, type ExpositionFormat } from './exposition'
+import { OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE, renderRegistryBuffer, type ExpositionFormat } from './exposition'
 import { registerFastifyInfo } from './metadata'
 import { MetricSet } from './metrics'
 import { createAccessCheck } from './access'
@@ -79,12 +79,14 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
   let metricsListener: () => import('node:http').Server | null = () => null
   // The shared-directory mode (lib/multiprocess.ts): scrapes aggregate every process's files.
   let store: MultiprocessStore | undefined
+  const render = async (format: ExpositionFormat): Promise<string | Buffer> =>
+    store !== undefined ? await store.render(format, onCollectError) : await renderRegistryBuffer(registry, format, onCollectError)
   const decorator: MetricsDecorator = Object.freeze({
     get listener () { return metricsListener() },
     enabled: options.enabled,
     registry,
     options,
-    render: async (format: ExpositionFormat = 'prometheus') => store !== undefined ? await store.render(format, onCollectError) : await renderRegistry(registry, format, onCollectError),
+    render: async (format: ExpositionFormat = 'prometheus') => (await render(format)).toString(),
     instrumentCache: <C extends object>(cache: C, o: cacheHooks.InstrumentCacheOptions): C => cacheHooks.instrumentCacheFor(options.enabled ? metrics : undefined, cache, o)
   })
   fastify.decorate('metrics', decorator)
@@ -115,9 +117,7 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
 
   // The endpoint: a route of the app, or its own listener (lib/listener.ts), behind access control (lib/access.ts).
   const scrapeServer: ScrapeServer = {
-    registry,
-    onCollectError,
-    render: store === undefined ? undefined : async (format) => await (store as MultiprocessStore).render(format, onCollectError),
+    render,
     check: createAccessCheck(options.access.auth, options.access.allow, (err) => onInternalError('auth', err))
   }
   if (options.server !== null) {

@@ -7,9 +7,8 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { promisify } from 'node:util'
 import { gzip as gzipCallback } from 'node:zlib'
-import type { Registry } from 'prom-client'
 import type { AccessCheck } from './access'
-import { negotiateFormat, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE, renderRegistryBuffer, type CollectErrorHandler } from './exposition'
+import { negotiateFormat, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE, type ExpositionFormat } from './exposition'
 
 const gzip = promisify(gzipCallback)
 
@@ -18,11 +17,9 @@ export const GZIP_MIN_BYTES = 1024
 
 /** What serving a scrape needs, built once at registration. */
 export interface ScrapeServer {
-  readonly registry: Registry
   readonly check: AccessCheck | null
-  readonly onCollectError: CollectErrorHandler
-  /** Renders the exposition; defaults to the registry's. Multi-process mode replaces it. */
-  readonly render?: (format: 'prometheus' | 'openmetrics') => Promise<string>
+  /** Renders the exposition: the registry's, or every process's in multi-process mode. */
+  readonly render: (format: ExpositionFormat) => Promise<string | Buffer>
 }
 
 /** The answer to one scrape. */
@@ -46,7 +43,7 @@ export async function serveScrape (server: ScrapeServer, headers: http.IncomingH
     }
   }
   const format = negotiateFormat(header(headers, 'accept'))
-  const text: string | Buffer = server.render !== undefined ? await server.render(format) : await renderRegistryBuffer(server.registry, format, server.onCollectError)
+  const text = await server.render(format)
   const out: ScrapeResponse = {
     statusCode: 200,
     headers: { 'content-type': format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : PROMETHEUS_CONTENT_TYPE, 'cache-control': 'no-store', vary: 'accept, accept-encoding' },
