@@ -430,20 +430,10 @@ export class OrmInstrumentation {
       const ctx = args[3]
       const start = monotonicMs()
       return execute.apply(this, args).then(function onResult (res: unknown) {
-        if (internalDepth > 0 && isInternal()) return res
-        try {
-          self.statement(query, ctx, start, res, undefined)
-        } catch (err) {
-          self.reportError(err)
-        }
+        self.observeStatement(query, ctx, start, res, undefined)
         return res
       }, function onError (err: unknown) {
-        if (internalDepth > 0 && isInternal()) throw err
-        try {
-          self.statement(query, ctx, start, undefined, err)
-        } catch (e) {
-          self.reportError(e)
-        }
+        self.observeStatement(query, ctx, start, undefined, err)
         throw err
       })
     }
@@ -489,6 +479,16 @@ export class OrmInstrumentation {
         Promise.resolve(r).then(() => self.refreshPool(), () => {})
         return r
       }
+    }
+  }
+
+  /** Counts a statement unless the package itself ran it; a failure here is reported, never thrown. */
+  private observeStatement (query: unknown, ctx: Any, start: number, res: unknown, err: unknown): void {
+    if (internalDepth > 0 && isInternal()) return
+    try {
+      this.statement(query, ctx, start, res, err)
+    } catch (e) {
+      this.reportError(e)
     }
   }
 
