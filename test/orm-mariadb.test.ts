@@ -5,7 +5,7 @@
  */
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
-import { entities, appFor, sample } from './helpers/orm-suite'
+import { entityWrites, initOrm, runCase, sample } from './helpers/orm-suite'
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type Any = any
@@ -34,29 +34,15 @@ async function main (): Promise<void> {
   await adminQuery(`create database \`${name}\``)
   const url = new URL(server.toString())
   url.pathname = `/${name}`
-  const E = entities(lib)
-  const orm: Any = await lib.MikroORM.init({ clientUrl: url.toString(), entities: E.schemas, debug: false, allowGlobalContext: true, pool: { min: 0, max: 3 } })
-  await orm.getSchemaGenerator().createSchema()
+  const orm: Any = await initOrm(lib, url.toString())
+  const E = orm.__entities
   t.teardown(async () => {
     await orm.close(true)
     await adminQuery(`drop database if exists \`${name}\``)
   })
   const db = { context: 'default', vendor: 'mariadb' }
-  const ctx = (entity: string): Record<string, string> => ({ context: 'default', entity })
-  const ins = (b: string, e: string): number | undefined => sample(b, 'orm_entity_inserts_total', ctx(e))
-  const upd = (b: string, e: string): number | undefined => sample(b, 'orm_entity_updates_total', ctx(e))
-  const del = (b: string, e: string): number | undefined => sample(b, 'orm_entity_deletes_total', ctx(e))
-  const ups = (b: string, e: string): number | undefined => sample(b, 'orm_entity_upserts_total', ctx(e))
-
-  async function run (fn: (em: Any) => Promise<void>): Promise<string> {
-    const { app, scrape } = await appFor(orm)
-    try {
-      await fn(orm.em.fork())
-      return await scrape()
-    } finally {
-      await app.close()
-    }
-  }
+  const { ins, upd, del, ups } = entityWrites
+  const run = async (fn: (em: Any) => Promise<void>): Promise<string> => await runCase(orm, fn)
 
   t.test('flush create / update (unique property, extra updates) / delete', async (t) => {
     let b = await run(async (em) => {

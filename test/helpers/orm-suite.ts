@@ -58,16 +58,32 @@ export function sample (body: string, name: string, labels: Record<string, strin
   return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1))
 }
 
+/** One case: a fresh app (fresh registry) on a shared ORM, `fn` on a forked EntityManager; returns the scrape. */
+export async function runCase (orm: Any, fn: (em: Any) => Promise<void>): Promise<string> {
+  const { app, scrape } = await appFor(orm)
+  try {
+    await fn(orm.em.fork())
+    return await scrape()
+  } finally {
+    await app.close()
+  }
+}
+
+const entityLabels = (entity: string): Record<string, string> => ({ context: 'default', entity })
+/** One entity's insert, update, delete and upsert counts in a scrape (context `default`). */
+export const entityWrites = {
+  ins: (b: string, e: string): number | undefined => sample(b, 'orm_entity_inserts_total', entityLabels(e)),
+  upd: (b: string, e: string): number | undefined => sample(b, 'orm_entity_updates_total', entityLabels(e)),
+  del: (b: string, e: string): number | undefined => sample(b, 'orm_entity_deletes_total', entityLabels(e)),
+  ups: (b: string, e: string): number | undefined => sample(b, 'orm_entity_upserts_total', entityLabels(e))
+}
+
 /** Runs every write-path case against `lib`. */
 export function writeSuite (t: T, lib: Any): void {
   let db: { url: string, stop: () => Promise<void> }
   let orm: Any
   let E: ReturnType<typeof entities>
-  const ctx = (entity: string): Record<string, string> => ({ context: 'default', entity })
-  const ins = (b: string, e: string): number | undefined => sample(b, 'orm_entity_inserts_total', ctx(e))
-  const upd = (b: string, e: string): number | undefined => sample(b, 'orm_entity_updates_total', ctx(e))
-  const del = (b: string, e: string): number | undefined => sample(b, 'orm_entity_deletes_total', ctx(e))
-  const ups = (b: string, e: string): number | undefined => sample(b, 'orm_entity_upserts_total', ctx(e))
+  const { ins, upd, del, ups } = entityWrites
   const db6 = { context: 'default', vendor: 'postgresql' }
 
   t.before(async () => {
@@ -80,16 +96,7 @@ export function writeSuite (t: T, lib: Any): void {
     await db?.stop()
   })
 
-  /** One case: a fresh app (fresh registry) on the shared ORM. */
-  async function run (fn: (em: Any) => Promise<void>): Promise<string> {
-    const { app, scrape } = await appFor(orm)
-    try {
-      await fn(orm.em.fork())
-      return await scrape()
-    } finally {
-      await app.close()
-    }
-  }
+  const run = async (fn: (em: Any) => Promise<void>): Promise<string> => await runCase(orm, fn)
 
   t.test('flush create / update / delete, once per entity', async (t: T) => {
     let b = await run(async (em) => {
