@@ -34,19 +34,21 @@ function forkServer (script, env, execArgv = []) {
 }
 
 /**
- * Forks a benchmark server (see forkServer) and resolves once it says it is ready. When its ready
- * message carries the port it listens on (bench/server.js with PORT=0), that is `child.port`.
+ * Resolves with `child` once the benchmark server says it is ready. When its ready message carries
+ * the port it listens on (bench/server.js with PORT=0), that is `child.port`.
  */
-function startServer (script, env, execArgv = []) {
+function whenReady (child, name) {
   return new Promise((resolve, reject) => {
-    const child = forkServer(script, env, execArgv)
     child.once('message', (m) => {
       if (typeof m?.port === 'number') child.port = m.port
       resolve(child)
     })
-    child.once('exit', (code) => reject(new Error(`${env.MODE} server exited ${code}`)))
+    child.once('exit', (code) => reject(new Error(`${name} server exited ${code}`)))
   })
 }
+
+/** Forks a benchmark server (see forkServer) and resolves once it is ready (see whenReady). */
+const startServer = (script, env, execArgv = []) => whenReady(forkServer(script, env, execArgv), env.MODE)
 
 /**
  * Starts bench/server.js in MODE `mode` on a port the system picks (`child.port`; fixed ports can
@@ -85,4 +87,4 @@ function load (port, seconds, connections = 32) {
   return { rps: r.requests.average, p99ms: r.latency.p99 }
 }
 
-module.exports = { load, machine, median, opt, round3, startBenchServer, startServer, stats, stopServer, summary, useTaskset, useWrk, wrkCommand }
+module.exports = { load, machine, median, opt, round3, startBenchServer, startServer, stats, stopServer, summary, useTaskset, useWrk, whenReady, wrkCommand }

@@ -14,7 +14,7 @@ const fs = require('node:fs')
 const http = require('node:http')
 const os = require('node:os')
 const path = require('node:path')
-const { machine, opt, round3, stopServer } = require('./common')
+const { machine, opt, round3, stopServer, whenReady } = require('./common')
 
 const warmup = opt('warmup', 50000)
 const requests = opt('requests', 10000)
@@ -59,7 +59,7 @@ async function measure (mode) {
   })
   try {
     // The server listens on a port the system picks and says which.
-    const port = await new Promise((resolve, reject) => { child.once('message', (m) => resolve(m.port)); child.once('exit', (code) => reject(new Error(`${mode} exited with ${code}`))) })
+    const { port } = await whenReady(child, mode)
     await drive(port, warmup)
     control(['-i', 'on', String(child.pid)])
     await drive(port, requests)

@@ -26,7 +26,6 @@ const OUT = process.env.BENCH_OUT || join(__dirname, 'results', 'paired.json')
 /** Node flags for both servers of every pair (BENCH_NODE_ARGS, e.g. '--single-threaded-gc'). */
 const NODE_ARGS = (process.env.BENCH_NODE_ARGS || '').split(' ').filter(Boolean)
 
-
 /** wrk against one port for `seconds`, pinned to CPU 1 when possible; resolves when it exits. */
 function wrk (port, seconds) {
   const cmd = wrkCommand(port, seconds, CONNECTIONS)

@@ -64,7 +64,7 @@ if (profile) {
 const routes = read('routes')
 if (routes) {
   lines.push('### Cost against the number of registered routes (same core at the same time, `bench/paired.js` with that many extra routes on both servers)', '', '| registered routes | plugin / bare throughput, median [min, max] | plugin CPU ns per request above bare |', '|---|---|---|')
-  for (const r of routes.rows) lines.push(`| ${r.routes} | ${f3(r.ratio)} | ${Math.round(r.pluginCostNsPerRequest.median)} |`)
+  for (const r of routes.rows) lines.push(`| ${r.routes} | ${f3(r.ratio)} | ${Math.round(r.nsPerRequestOverBare)} |`)
   lines.push('')
 }
 const scrape = read('scrape')
