@@ -1,12 +1,16 @@
 'use strict'
 // One benchmark server, on PORT, route GET /item/:id.
 // MODE=bare | plugin | plugin-nodefault | fastify-metrics | floor | floor-nohook | defaults-only
-// PLUGIN=<directory> loads the plugin from another checkout (built), to compare two versions.
+// PLUGIN=<directory> loads the plugin from another checkout (built), to compare two versions;
+// MODE=plugin@<directory> does the same for one server only, so that one paired run can hold both
+// versions side by side (BENCH_MODES=bare,plugin,plugin@../before).
 const Fastify = require('fastify')
-const plugin = () => require(process.env.PLUGIN || '..')
 
 async function main () {
-  const mode = process.env.MODE
+  const at = /^plugin@(.+)$/.exec(process.env.MODE || '')
+  const mode = at === null ? process.env.MODE : 'plugin'
+  const pluginDir = at === null ? process.env.PLUGIN || '..' : require('node:path').resolve(at[1])
+  const plugin = () => require(pluginDir)
   const app = Fastify({ logger: false })
   if (mode === 'plugin') {
     await app.register(plugin(), { enabled: true })
