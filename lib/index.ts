@@ -98,7 +98,7 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
     fastify.addHook('onClose', async function netboxMetricsReleaseStore () { await s.release() })
   }
 
-  // The package's own error counters exist from the start, so a zero is visible.
+  // The package's own alert counters exist from the start, every series at 0 (lib/metrics.ts).
   metrics.get('selfErrors')
   metrics.get('selfDropped')
   if (options.defaultMetrics && registry.getSingleMetric(`${options.prefix}process_cpu_user_seconds_total`) === undefined) {

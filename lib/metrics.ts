@@ -73,6 +73,12 @@ export const CATALOGUE = Object.freeze({
   selfDropped: spec({ group: 'self', name: 'metrics_series_dropped_total', type: 'counter', labelNames: ['metric'], help: 'New label sets folded into __overflow__ because the family reached its series cap.' })
 } satisfies Record<string, FamilySpec>)
 
+/**
+ * Every `component` of `metrics_errors_total`: where in the package an exception was caught.
+ * Each series is exposed at 0 from registration, so `increase()` sees the first error.
+ */
+export const ERROR_COMPONENTS: readonly string[] = Object.freeze(['http', 'orm', 'cache', 'collector', 'auth', 'endpoint', 'multiprocess'])
+
 /** Keys of the catalogue. */
 export type FamilyKey = keyof typeof CATALOGUE
 
@@ -121,6 +127,15 @@ export class MetricSet {
   }
 
   private create (key: FamilyKey, collect?: FamilyConfig['collect']): MetricFamily<unknown> {
+    const family = this.findOrRegister(key, collect)
+    // The package's own alert series exist at 0 from the start (an absent series that appears
+    // at 1 is no increase() to Prometheus): one per error component, one per family that has a cap.
+    if (key === 'selfErrors') for (const c of ERROR_COMPONENTS) family.child(c)
+    if (CATALOGUE[key].group !== 'self') this.get('selfDropped').child(family.name)
+    return family
+  }
+
+  private findOrRegister (key: FamilyKey, collect?: FamilyConfig['collect']): MetricFamily<unknown> {
     const s: FamilySpec = CATALOGUE[key]
     const name = this.prefix + s.name
     const existing = this.registry.getSingleMetric(name) as unknown
@@ -129,15 +144,16 @@ export class MetricSet {
       if (f.type === s.type && Array.isArray(f.labelNames) && f.labelNames.join() === s.labelNames.join() && isMetricFamily(f)) return f
       throw new FNM_ERR_METRIC_CONFLICT(name)
     }
-    const isSelfDrop = key === 'selfDropped'
+    // The package's own counters are bounded by the code (its families, its components), so
+    // they need no cap, and a small maxSeriesPerMetric cannot fold them into __overflow__.
+    const uncapped = s.group === 'self'
     const config: FamilyConfig = {
       name,
       help: s.help,
       labelNames: s.labelNames,
       collect,
-      // The overflow counter itself is bounded by the number of families, so it needs no cap.
-      maxSeries: isSelfDrop ? Infinity : this.config.maxSeriesPerMetric,
-      onOverflow: isSelfDrop ? undefined : (f) => { this.get('selfDropped').child(f.name).value++ }
+      maxSeries: uncapped ? Infinity : this.config.maxSeriesPerMetric,
+      onOverflow: uncapped ? undefined : (f) => { this.get('selfDropped').child(f.name).value++ }
     }
     let family: MetricFamily<unknown>
     if (s.type === 'counter') family = new CounterFamily(config)
