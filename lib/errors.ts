@@ -48,3 +48,8 @@ export const FNM_ERR_METRIC_CONFLICT = createError('FNM_ERR_METRIC_CONFLICT', "M
 export const FNM_ERR_LABELS = createError('FNM_ERR_LABELS', "Metric '%s' expects %s label values, got %s", TypeError)
 /** The multiprocess directory (`PROMETHEUS_MULTIPROC_DIR` or `multiprocess.dir`) is missing, not a directory or not writable. */
 export const FNM_ERR_MULTIPROCESS_DIR = createError('FNM_ERR_MULTIPROCESS_DIR', "Multiprocess directory '%s' (from %s) is not usable: %s", Error)
+/**
+ * An environment variable the plugin reads has a value it does not accept (an empty value means
+ * unset). `%s` is the variable, then its value, then what is accepted.
+ */
+export const FNM_ERR_ENV_INVALID = createError('FNM_ERR_ENV_INVALID', 'Invalid environment variable %s=%s: expected %s', TypeError)
