@@ -141,7 +141,8 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
       url: options.endpoint,
       config: { metrics: false },
       handler: async function netboxMetricsEndpoint (request, reply) {
-        const answer = await serveScrape(scrapeServer, request.headers, request.ip, request)
+        // The same shape as on the separate listener (lib/access.ts ScrapeRequest).
+        const answer = await serveScrape(scrapeServer, Object.freeze({ headers: request.headers, ip: request.ip, method: request.method, url: request.url, raw: request.raw, fastifyRequest: request }))
         void reply.code(answer.statusCode).headers(answer.headers)
         return answer.body
       }
@@ -162,6 +163,7 @@ declare namespace netboxMetrics {
   export import MetricsSubscriber = orm.MetricsSubscriber
   export const PROMETHEUS_CONTENT_TYPE: string
   export const OPENMETRICS_CONTENT_TYPE: string
+  export type ScrapeRequest = import('./access').ScrapeRequest
   export type InstrumentCacheOptions = cacheHooks.InstrumentCacheOptions
   export type InstrumentedCacheAdapterOptions = cacheHooks.InstrumentedCacheAdapterOptions
   export const instrumentCache: typeof cacheHooks.instrumentCache
