@@ -89,7 +89,7 @@ export interface NetboxMetricsOptions {
   migrationsTtl?: number
   /**
    * Credentials a scrape must present: `{ token }` (Bearer), `{ basic: { username, password } }`,
-   * both (either is accepted), or an async function `(request) => boolean`. `METRICS_TOKEN`
+   * both (either is accepted), or an async function `(request: ScrapeRequest) => boolean` (`{ headers, ip, method, url, raw, fastifyRequest }`, the same on both ports). `METRICS_TOKEN`
    * sets a bearer token when this is not given. See `docs/security.md`.
    * @default none (open), or a bearer token from METRICS_TOKEN
    */
