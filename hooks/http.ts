@@ -127,6 +127,11 @@ class RequestState {
   /** A timed hook failed: Fastify sends the error and the handler does not run (its channel still reports a start). */
   hookFailed = false
   done = false
+  /**
+   * A status written straight to the socket rather than through the response (the 101 of a
+   * WebSocket handshake; see watchUpgrade), or 0. When set, it is the request's status.
+   */
+  rawStatus = 0
   /** The responses queued behind another on the same connection, while this one is (watchEnd). */
   queue: Set<RequestState> | null = null
   /** The state of another installation (another instrumented app) serving the same raw response. */
@@ -285,6 +290,52 @@ function watchQueued (socket: Socket, state: RequestState): void {
   }
   queue.add(state)
   state.queue = queue
+}
+
+/**
+ * An upgrade request (Node's 'upgrade' event, as @fastify/websocket uses it): whoever completes
+ * the handshake (`ws`) writes the 101 straight to the socket, never through the response, and the
+ * socket then lives on as the upgraded connection, so neither the finish channel nor the response
+ * would ever report the request, and the socket's 'close' would count it as aborted when the
+ * connection ends. Instead the socket's write and end are watched until the first status line
+ * written outside the response (the response's own writes come after its headers were sent):
+ * that line completes the request with its status (101: no body), and the watch is removed.
+ * Only upgrade requests pay for this.
+ */
+function watchUpgrade (socket: Socket, res: StatefulResponse): void {
+  const s = socket as Socket & Record<'write' | 'end', AnyFn>
+  const originals = { write: s.write, end: s.end }
+  const own = { write: Object.hasOwn(s, 'write'), end: Object.hasOwn(s, 'end') }
+  const unwatch = (): void => {
+    for (const name of ['write', 'end'] as const) {
+      if (own[name]) s[name] = originals[name]
+      else delete (s as Partial<typeof s>)[name]
+    }
+  }
+  const watch = (name: 'write' | 'end'): AnyFn => function upgradeWatch (this: Socket, ...args: unknown[]): unknown {
+    unwatch()
+    const first = res[kResponseState]
+    if (first !== undefined && !first.done && !res.headersSent) settleRaw(first, args[0])
+    return originals[name].apply(this, args)
+  }
+  s.write = watch('write')
+  s.end = watch('end')
+}
+
+/** Settles the states of a response whose status line `chunk` was written straight to the socket. */
+function settleRaw (first: RequestState, chunk: unknown): void {
+  const text = typeof chunk === 'string' ? chunk : Buffer.isBuffer(chunk) ? chunk.toString('latin1') : ''
+  const m = /^HTTP\/1\.[01] (\d{3})/.exec(text)
+  if (m === null) return
+  const status = Number(m[1])
+  // Body bytes in the same write (a refusal such as ws's 400); a 101 has none.
+  const headEnd = text.indexOf('\r\n\r\n')
+  const bodyBytes = status === 101 || headEnd < 0 ? 0 : text.length - headEnd - 4
+  for (let s: RequestState | null = first; s !== null; s = s.next) {
+    s.rawStatus = status
+    s.responseBytes = bodyBytes
+  }
+  settleAll(first)
 }
 
 /**
@@ -506,11 +557,13 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
     const rm = state.routeMethod
     rm.perMethod.inFlight.value--
     // end() not called when the connection closed: the client went away before the response.
-    if (!res.writableEnded || neverSent) {
+    // (An upgrade's status line went straight to the socket: see watchUpgrade.)
+    const rawStatus = state.rawStatus
+    if (rawStatus === 0 && (!res.writableEnded || neverSent)) {
       rm.aborted.value++
       return
     }
-    const status = res.statusCode
+    const status = rawStatus === 0 ? res.statusCode : rawStatus
     let ss = rm.lastStatus
     if (ss === null || ss.status !== status) {
       ss = rm.byStatus.get(status) ?? newStatusSeries(rm, state.route, status)
@@ -519,7 +572,7 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
     ss.requests.value++
     ss.duration.observe((monotonicMs() - state.start) / 1000)
     rm.requestSize.observe(state.requestBytes)
-    rm.responseSize.observe(responseBodyBytes(state, reply, status))
+    rm.responseSize.observe(rawStatus === 0 ? responseBodyBytes(state, reply, status) : state.responseBytes)
     if (state.phaseMask !== 0) observePhases(state)
   }
 
@@ -603,6 +656,7 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
       state.write = res.write
       res.write = countingWrite as ServerResponse['write']
       watchEnd(req, res, state)
+      if ((req as IncomingMessage & { upgrade?: boolean }).upgrade === true) watchUpgrade(req.socket, res)
     } else {
       joinResponse(first, state)
     }
