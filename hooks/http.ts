@@ -293,6 +293,16 @@ function watchQueued (socket: Socket, state: RequestState): void {
 }
 
 /**
+ * Whether an HTTP/2 request may carry a body: its HEADERS frame did not end the stream
+ * (`endAfterHeaders`, set by Node for a request without body, such as most GETs).
+ */
+function hasHttp2Body (req: IncomingMessage): boolean {
+  if (req.httpVersionMajor !== 2) return false
+  const stream = (req as unknown as { stream?: { endAfterHeaders?: boolean } }).stream
+  return stream?.endAfterHeaders === false
+}
+
+/**
  * An upgrade request (Node's 'upgrade' event, as @fastify/websocket uses it): whoever completes
  * the handshake (`ws`) writes the 101 straight to the socket, never through the response, and the
  * socket then lives on as the upgraded connection, so neither the finish channel nor the response
@@ -643,9 +653,11 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
     if (cl !== undefined) {
       const n = Number(cl)
       if (Number.isFinite(n) && n >= 0) state.requestBytes = n
-    } else if (req.headers['transfer-encoding'] !== undefined) {
-      // Chunked upload: count what is read. prependListener does not switch the stream to
-      // flowing mode (Readable#on('data') would), so whoever reads the body still controls it.
+    } else if (req.headers['transfer-encoding'] !== undefined || hasHttp2Body(req)) {
+      // Chunked upload, or an HTTP/2 body without content-length (HTTP/2 has no chunked
+      // encoding: DATA frames until the stream ends): count what is read. prependListener does
+      // not switch the stream to flowing mode (Readable#on('data') would), so whoever reads the
+      // body still controls it.
       req.prependListener('data', (chunk: Buffer | string) => { state.requestBytes += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length })
     }
 
