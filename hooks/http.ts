@@ -139,6 +139,12 @@ class RequestState {
   readonly reply: FastifyReply
   /** The write() the counting write found on the response and calls (first state of a response only). */
   write: ServerResponse['write'] | null = null
+  /** The end() the recording end found on the response and calls (first state of a response only). */
+  end: ServerResponse['end'] | null = null
+  /** The chunk given to res.end(), kept (not measured) until the response is settled: see recordingEnd. */
+  endChunk: unknown = null
+  /** Its encoding argument, when a string. */
+  endEncoding: unknown = undefined
   readonly inst: Installation
 
   constructor (start: number, route: RouteRecord, routeMethod: RouteMethodSeries, reply: FastifyReply, inst: Installation) {
@@ -363,6 +369,35 @@ function countingWrite (this: StatefulResponse, chunk: any, ...rest: any[]): boo
     for (let s: RequestState | null = first; s !== null; s = s.next) if (!s.done) s.responseBytes += n
   }
   return (first.write as AnyFn).apply(this, [chunk, ...rest])
+}
+
+/**
+ * Keeps the chunk of res.end(chunk) for the response size. Fastify ends its own payloads with a
+ * Content-Length, which gives the size, so the chunk is only kept (one field write) and measured
+ * when the response is settled without one: a hijacked reply (`reply.hijack()`) that ends its
+ * body with res.end(chunk), with or without headers passed inline to res.writeHead(), where
+ * neither Fastify nor res.getHeader() knows them. Installed and chained like countingWrite.
+ */
+function recordingEnd (this: StatefulResponse, chunk?: any, ...rest: any[]): StatefulResponse {
+  const first = this[kResponseState] as RequestState
+  if (chunk != null && typeof chunk !== 'function') {
+    for (let s: RequestState | null = first; s !== null; s = s.next) {
+      if (s.done) continue
+      s.endChunk = chunk
+      s.endEncoding = rest[0]
+    }
+  }
+  return (first.end as AnyFn).apply(this, [chunk, ...rest])
+}
+
+/** Bytes of the chunk a response was ended with (see recordingEnd). */
+function endChunkBytes (state: RequestState): number {
+  const chunk = state.endChunk
+  if (chunk === null) return 0
+  state.endChunk = null
+  if (typeof chunk === 'string') return Buffer.byteLength(chunk, typeof state.endEncoding === 'string' && Buffer.isEncoding(state.endEncoding) ? state.endEncoding : 'utf8')
+  const n = (chunk as { byteLength?: unknown }).byteLength
+  return typeof n === 'number' ? n : 0
 }
 
 /**
@@ -615,7 +650,8 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
       const n = Number(cl)
       if (Number.isFinite(n) && n >= 0) return n
     }
-    return state.responseBytes
+    // Streamed (res.write), and for a hijacked reply also what it gave res.end().
+    return state.responseBytes + endChunkBytes(state)
   }
 
   const inst: Installation = {
@@ -667,6 +703,8 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
       res[kResponseState] = state
       state.write = res.write
       res.write = countingWrite as ServerResponse['write']
+      state.end = res.end
+      res.end = recordingEnd as ServerResponse['end']
       watchEnd(req, res, state)
       if ((req as IncomingMessage & { upgrade?: boolean }).upgrade === true) watchUpgrade(req.socket, res)
     } else {
