@@ -59,3 +59,25 @@ t.test('HTTP/2 uploads without content-length count the bytes read', async (t) =
   t.equal(value(body, 'http_requests_in_flight{method="POST"}'), 0)
   t.equal(value(body, 'http_requests_total{method="POST",route="/echo",status_code="200"}'), 2)
 })
+
+t.test('an HTTP/2 stream the client resets before the response is an abort', async (t) => {
+  const app = Fastify({ http2: true })
+  t.teardown(() => app.close())
+  await app.register(netboxMetrics, { enabled: true, defaultMetrics: false })
+  let arrived: () => void = () => {}
+  const inHandler = new Promise<void>((resolve) => { arrived = resolve })
+  app.get('/slow', async () => { arrived(); await new Promise((resolve) => setTimeout(resolve, 200)); return 'late' })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const client = http2.connect(`http://127.0.0.1:${(app.server.address() as { port: number }).port}`)
+  t.teardown(() => client.close())
+  const stream = client.request({ ':method': 'GET', ':path': '/slow' })
+  stream.on('error', () => {})
+  await inHandler
+  stream.close(http2.constants.NGHTTP2_CANCEL)
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  const body = await scrape(app)
+  t.equal(value(body, 'http_requests_aborted_total{method="GET",route="/slow"}'), 1)
+  t.equal(value(body, 'http_requests_total{method="GET",route="/slow",status_code="200"}'), undefined)
+  t.equal(value(body, 'http_requests_in_flight{method="GET"}'), 0)
+  t.equal(value(body, 'http_requests_received_total{method="GET"}'), 1)
+})
