@@ -54,16 +54,23 @@ function prepare () {
   return JSON.parse(fs.readFileSync(join(FASTIFY, 'package.json'), 'utf8')).version
 }
 
+/** The test files of Fastify's own `npm run unit` (its .borp.yaml), unless the command line names some. */
+function suiteFiles (files) {
+  if (files.length > 0) return files
+  return require('yaml').parse(fs.readFileSync(join(FASTIFY, '.borp.yaml'), 'utf8')).files
+}
+
 /** Runs borp once in FASTIFY; resolves with { seconds, results: Map<"file › path", {outcome, error}> }. */
-function runSuite (mode, files) {
-  const out = join(WORK, `results-${mode}-${process.pid}-${Date.now()}.jsonl`)
+function runSuite (mode, files, label = mode) {
+  const out = join(WORK, `results-${label}.jsonl`)
   const args = [join(WORK, 'node_modules', 'borp', 'borp.js'),
     '--reporter', `${join(HERE, 'reporter.mjs')}:${out}`,
     '--reporter', 'dot',
     '--concurrency', process.env.FNM_SUITE_CONCURRENCY || '2',
     '--timeout', process.env.FNM_SUITE_TIMEOUT || '30000',
-    ...files]
-  const env = { ...process.env, FNM_SUITE_MODE: mode, FNM_SUITE_FASTIFY: FASTIFY, NODE_ENV: 'test' }
+    ...suiteFiles(files)]
+  // The files are given explicitly: borp would otherwise add .borp.yaml's to any list.
+  const env = { ...process.env, FNM_SUITE_MODE: mode, FNM_SUITE_FASTIFY: FASTIFY, BORP_CONF_FILE: join(WORK, 'no-borp-config'), NODE_ENV: 'test' }
   delete env.NODE_OPTIONS
   if (mode !== 'plain') env.NODE_OPTIONS = `--require ${join(HERE, 'preload.js')}`
   // Tests must not see this project's DATABASE_URL or METRICS_* settings.
@@ -76,7 +83,6 @@ function runSuite (mode, files) {
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9
       const results = new Map()
       const text = fs.existsSync(out) ? fs.readFileSync(out, 'utf8') : ''
-      fs.rmSync(out, { force: true })
       for (const line of text.split('\n')) {
         if (line === '') continue
         const r = JSON.parse(line)
@@ -134,7 +140,7 @@ async function main () {
     // passes plain and fails with the plugin again.
     const again = [...new Set(diffs.map((d) => d.file))]
     if (again.length > 0) {
-      const [plain2, mode2] = [await runSuite('plain', again), await runSuite(mode, again)]
+      const [plain2, mode2] = [await runSuite('plain', again, `plain-again-${mode}`), await runSuite(mode, again, `${mode}-again`)]
       diffs = diffs.filter((d) => plain2.results.get(d.key)?.outcome === 'pass' && mode2.results.get(d.key)?.outcome !== 'pass')
     }
     const allowed = allowlist.filter((e) => e.modes.includes(mode))
