@@ -144,15 +144,37 @@ function isConnectError (err: unknown): boolean {
   return typeof e.message === 'string' && /timeout exceeded when trying to connect|connection timeout/i.test(e.message)
 }
 
-/** The `operation` index of a statement, from its first keyword. */
-function classify (sql: string): number {
+/**
+ * Index of a statement's first keyword: leading whitespace, opening parentheses and SQL comments
+ * (`/* ... *\/`, nested as PostgreSQL allows, and `-- ...` to the end of the line) are skipped,
+ * so hints such as MikroORM 7's `qb.comment()` do not hide what the statement does.
+ */
+function keywordStart (sql: string): number {
   let i = 0
   const n = sql.length
   while (i < n) {
     const c = sql.charCodeAt(i)
-    if (c === 32 || c === 9 || c === 10 || c === 13 || c === 40) i++
-    else break
+    if (c === 32 || c === 9 || c === 10 || c === 13 || c === 40) {
+      i++
+    } else if (c === 47 && sql.charCodeAt(i + 1) === 42) { // /* ... */
+      let depth = 1
+      i += 2
+      while (i < n && depth > 0) {
+        const d = sql.charCodeAt(i)
+        if (d === 42 && sql.charCodeAt(i + 1) === 47) { depth--; i += 2 } else if (d === 47 && sql.charCodeAt(i + 1) === 42) { depth++; i += 2 } else i++
+      }
+    } else if (c === 45 && sql.charCodeAt(i + 1) === 45) { // -- ...
+      const eol = sql.indexOf('\n', i + 2)
+      i = eol < 0 ? n : eol + 1
+    } else {
+      break
+    }
   }
+  return i
+}
+
+/** The `operation` index of a statement, from its first keyword (at `i`, see `keywordStart`). */
+function classify (sql: string, i: number): number {
   const w = sql.slice(i, i + 6).toLowerCase()
   if (w === 'select') return OP_SELECT
   if (w === 'insert') return OP_INSERT
@@ -193,8 +215,21 @@ function rowsAffected (res: unknown): number {
 class TxState {
   readonly parent: TxState | undefined
   readonly writes = new Map<string, number>()
+  /**
+   * On the top-level transaction: a statement in it failed and no savepoint rollback has undone
+   * that since. PostgreSQL then answers COMMIT with ROLLBACK (SQLSTATE 25P02 for anything else).
+   */
+  aborted = false
   constructor (parent: TxState | undefined) {
     this.parent = parent
+  }
+
+  /** The top-level transaction this one (a savepoint, or itself) belongs to. */
+  root (): TxState {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    let s: TxState = this
+    while (s.parent !== undefined) s = s.parent
+    return s
   }
 
   add (kind: number, entity: string, n: number): void {
@@ -313,7 +348,9 @@ function quietMigrator (m: Any): Any {
 function migrationView (o: Any): object {
   return {
     config: {
-      getExtension: (name: string) => quietMigrator(o.config?.getExtension?.(name))
+      getExtension: (name: string) => quietMigrator(o.config?.getExtension?.(name)),
+      // The settings that tell whether the app uses migrations (MikroORM 6 without the extension).
+      get: (key: string) => o.config?.get?.(key)
     },
     getMigrator: typeof o.getMigrator === 'function' ? () => quietMigrator(o.getMigrator()) : undefined
   }
@@ -387,7 +424,10 @@ export class OrmInstrumentation {
   private readonly txs = new WeakMap<object, TxState>()
   private readonly flushTrx = new WeakSet<object>()
   private readonly flushingCtx = new WeakSet<object>()
-  private readonly flushingUows = new WeakSet<object>()
+  /** Units of work whose flush is running: true once the flush opened its own transaction. */
+  private readonly flushingUows = new WeakMap<object, boolean>()
+  /** PostgreSQL aborts a transaction at its first failed statement; MySQL / MariaDB do not. */
+  private readonly abortsOnError: boolean
   private tables: Map<string, string> | undefined
   private lastPool: object | undefined
 
@@ -396,6 +436,7 @@ export class OrmInstrumentation {
     const context = orm.config?.get?.('contextName')
     this.context = typeof context === 'string' && context !== '' ? context : 'default'
     this.vendor = vendorOf(orm)
+    this.abortsOnError = this.vendor === 'postgresql'
     const conn = this.writeConnection()
     this.major = typeof conn?.getKnex === 'function' ? 6 : 7
     this.version = findCoreVersion(orm) ?? `${this.major}.x`
@@ -436,6 +477,23 @@ export class OrmInstrumentation {
         self.observeStatement(query, ctx, start, undefined, err)
         throw err
       })
+    }
+    const stream = conn.stream
+    if (typeof stream === 'function') {
+      // MikroORM 7's em.stream() / qb.stream(): (query, params, ctx, ...), rows yielded as they come;
+      // one statement, observed when the iteration ends (done, left early, or failed).
+      conn.stream = async function * metricsStream (this: Any, ...args: unknown[]) {
+        const start = monotonicMs()
+        let failure: unknown
+        try {
+          return yield * stream.apply(this, args)
+        } catch (err) {
+          failure = err ?? new Error('stream failed')
+          throw err
+        } finally {
+          self.observeStatement(args[0], args[2], start, undefined, failure)
+        }
+      }
     }
     const begin = conn.begin
     conn.begin = async function metricsBegin (this: Any, options?: Any) {
@@ -495,8 +553,9 @@ export class OrmInstrumentation {
   /** A statement finished (res) or failed (err). */
   private statement (query: unknown, ctx: Any, start: number, res: unknown, err: unknown): void {
     const seconds = (monotonicMs() - start) / 1000
-    const sql = statementText(query)
-    const op = classify(sql)
+    const text = statementText(query)
+    const at = keywordStart(text)
+    const op = classify(text, at)
     const sinks = this.sinks
     if (err !== undefined) {
       const type = exceptionName(err)
@@ -508,8 +567,14 @@ export class OrmInstrumentation {
         s.error(type)
         if (connectFailure) s.newConnectionErrors.value++
       }
-      // A statement of a flush running in the caller's transaction failed: the flush is over.
-      if (ctx !== undefined && ctx !== null) this.flushingCtx.delete(ctx)
+      if (ctx !== undefined && ctx !== null) {
+        // A statement of a flush running in the caller's transaction failed: the flush is over.
+        this.flushingCtx.delete(ctx)
+        if (this.abortsOnError) {
+          const state = this.txs.get(ctx)
+          if (state !== undefined) state.root().aborted = true
+        }
+      }
       return
     }
     for (let i = 0; i < sinks.length; i++) {
@@ -521,6 +586,7 @@ export class OrmInstrumentation {
     if (op === OP_SELECT || op === OP_OTHER) return
     // Writes: those of a flush are counted from its change sets, not here.
     if (ctx !== undefined && ctx !== null && (this.flushTrx.has(ctx) || this.flushingCtx.has(ctx))) return
+    const sql = at === 0 ? text : text.slice(at)
     const m = WRITE_TABLE.exec(sql)
     if (m === null) return
     if (op === OP_INSERT && UPSERT_CLAUSE.test(sql)) return
@@ -567,6 +633,13 @@ export class OrmInstrumentation {
     const state = this.txs.get(ctx)
     if (state === undefined && !root) return
     this.txs.delete(ctx)
+    if (state !== undefined) {
+      // ROLLBACK TO SAVEPOINT undoes the failure that aborted the transaction (it happened after
+      // the savepoint, or the savepoint could not have been made); a COMMIT of an aborted
+      // transaction is answered with ROLLBACK: nothing of it was written.
+      if (!root && !committed) state.root().aborted = false
+      else if (root && committed && state.aborted) committed = false
+    }
     if (root) {
       for (const s of this.sinks) (committed ? s.commits : s.rollbacks).value++
     }
@@ -585,7 +658,7 @@ export class OrmInstrumentation {
 
   /** Subscriber: a flush is starting. */
   beforeFlush (em: Any, uow: Any): void {
-    if (uow !== undefined && uow !== null) this.flushingUows.add(uow)
+    if (uow !== undefined && uow !== null) this.flushingUows.set(uow, false)
     if (em?.isInTransaction?.() === true) {
       const ctx = em.getTransactionContext()
       if (ctx !== undefined && ctx !== null) this.flushingCtx.add(ctx)
@@ -594,7 +667,10 @@ export class OrmInstrumentation {
 
   /** Subscriber: a transaction started; the one a flush opens is marked. */
   transactionStarted (uow: Any, trx: Any): void {
-    if (uow !== undefined && uow !== null && trx !== undefined && trx !== null && this.flushingUows.has(uow)) this.flushTrx.add(trx)
+    if (uow !== undefined && uow !== null && trx !== undefined && trx !== null && this.flushingUows.has(uow)) {
+      this.flushTrx.add(trx)
+      this.flushingUows.set(uow, true)
+    }
   }
 
   /** Subscriber: a transaction rolled back (a failed flush ends there). */
@@ -604,12 +680,19 @@ export class OrmInstrumentation {
 
   /** Subscriber: a flush succeeded (its own transaction, if any, has committed). */
   afterFlush (em: Any, uow: Any, counts: Map<string, number>): void {
-    if (uow !== undefined && uow !== null) this.flushingUows.delete(uow)
+    let openedTrx: boolean | undefined
+    if (uow !== undefined && uow !== null) {
+      openedTrx = this.flushingUows.get(uow)
+      this.flushingUows.delete(uow)
+    }
     let ctx: Any
     if (em?.isInTransaction?.() === true) {
       ctx = em.getTransactionContext()
       if (ctx !== undefined && ctx !== null) this.flushingCtx.delete(ctx)
     }
+    // A flush outside any transaction (`implicitTransactions: false`): each statement was
+    // committed as it ran and counted then, by rows, like a native write.
+    if (openedTrx === false && (ctx === undefined || ctx === null)) return
     for (const [key, n] of counts) {
       const sep = key.indexOf('\u0000')
       this.record(Number(key.slice(0, sep)), key.slice(sep + 1), n, ctx)
