@@ -85,14 +85,16 @@ interface WireCounts {
   /** Statements outside a transaction block: each is a transaction of its own. */
   autocommitOk: number
   autocommitFailed: number
+  /** With ORM_TRUTH_DEBUG set: the statements, in order. */
+  log: string[]
 }
 
 function emptyWire (): WireCounts {
-  return { statements: 0, byOperation: { select: 0, insert: 0, update: 0, delete: 0, other: 0 }, errors: new Map(), commits: 0, commitsRolledBack: 0, rollbacks: 0, autocommitOk: 0, autocommitFailed: 0 }
+  return { statements: 0, byOperation: { select: 0, insert: 0, update: 0, delete: 0, other: 0 }, errors: new Map(), commits: 0, commitsRolledBack: 0, rollbacks: 0, autocommitOk: 0, autocommitFailed: 0, log: [] }
 }
 
 function cloneWire (w: WireCounts): WireCounts {
-  return { ...w, byOperation: { ...w.byOperation }, errors: new Map(w.errors) }
+  return { ...w, byOperation: { ...w.byOperation }, errors: new Map(w.errors), log: [] }
 }
 
 /** The test's own reading of a statement: transaction control, or the first keyword. */
@@ -116,7 +118,7 @@ function installWireCounter (pg: Any, database: string): { counts: WireCounts, u
   const inTx = new WeakMap<object, boolean>()
   const proto = pg.Client.prototype
   const original = proto.query
-  function record (client: object, kind: string, err: Any, res: Any): void {
+  function record (client: object, kind: string, err: Any, res: Any, text = ''): void {
     if (kind === 'begin') { if (err === undefined) inTx.set(client, true); return }
     if (kind === 'commit') {
       inTx.set(client, false)
@@ -126,6 +128,7 @@ function installWireCounter (pg: Any, database: string): { counts: WireCounts, u
     }
     if (kind === 'rollback') { inTx.set(client, false); counts.rollbacks++; return }
     if (kind === 'savepoint') return
+    if (process.env.ORM_TRUTH_DEBUG !== undefined) counts.log.push(`${kind} ${err === undefined ? 'ok' : String(err?.code)} ${text.slice(0, 60)}`)
     counts.statements++
     counts.byOperation[kind]++
     const tx = inTx.get(client) === true
@@ -141,7 +144,7 @@ function installWireCounter (pg: Any, database: string): { counts: WireCounts, u
     const kind = wireKind(text)
     if (typeof config?.submit === 'function') {
       // A Submittable (pg-cursor: MikroORM 7's stream()): counted when sent.
-      record(this, kind, undefined, undefined)
+      record(this, kind, undefined, undefined, text)
       return original.apply(this, arguments)
     }
     const client = this as object
@@ -150,13 +153,13 @@ function installWireCounter (pg: Any, database: string): { counts: WireCounts, u
       const i = typeof values === 'function' ? 1 : 2
       const cb = args[i]
       args[i] = function (err: Any, res: Any) {
-        record(client, kind, err ?? undefined, res)
+        record(client, kind, err ?? undefined, res, text)
         return cb.apply(this, arguments)
       }
       return original.apply(this, args)
     }
     const p = original.apply(this, arguments)
-    p.then((res: Any) => record(client, kind, undefined, res), (err: Any) => record(client, kind, err, undefined))
+    p.then((res: Any) => record(client, kind, undefined, res, text), (err: Any) => record(client, kind, err, undefined, text))
     return p
   }
   return { counts, uninstall: () => { proto.query = original } }
@@ -400,6 +403,11 @@ export function truthSuite (t: T, lib: Any, pg: Any): void {
 
     const onFork = async (fn: (em: Any) => Promise<void>): Promise<void> => await fn(orm.em.fork())
     const runStep = async (em: Any, l: Ledger): Promise<void> => await pick(steps)(em, l)
+    // Steps that leave no managed entities behind. After a savepoint rolls back, the enclosing
+    // EntityManager still holds what the savepoint's flush did (MikroORM does not undo it), and a
+    // later flush of it writes in ways no tally can foresee; so only these follow a rollback.
+    const stateless = steps.filter((s) => ['insertMany', 'nativeUpdate', 'qbWrites', 'upserts', 'rawExecute'].includes(s.name))
+    const runStateless = async (em: Any, l: Ledger): Promise<void> => await pick(stateless)(em, l)
 
     // Fastify routes, each on its own forked EntityManager, hit concurrently.
     app.post('/w', async () => {
@@ -465,7 +473,7 @@ export function truthSuite (t: T, lib: Any, pg: Any): void {
           ok.commit()
           const bad = l.child()
           await t.rejects(tem.transactional(async (inner: Any) => {
-            await runStep(inner, bad)
+            await runStateless(inner, bad)
             throw new Error('savepoint')
           }), /savepoint/)
           bad.rollback()
@@ -473,14 +481,14 @@ export function truthSuite (t: T, lib: Any, pg: Any): void {
             // A violation inside a savepoint, rolled back to it: the transaction goes on.
             const v = l.child()
             await t.rejects(tem.transactional(async (inner: Any) => {
-              await runStep(inner, v)
+              await runStateless(inner, v)
               const name = ANCHOR
               await inner.insert(Site, { name })
             }), { name: 'UniqueConstraintViolationException' })
             v.rollback()
             tally.attempted.add('Site', 'ins', 1)
           }
-          await runStep(tem, l)
+          await runStateless(tem, l)
         })
         l.commit()
       })],
@@ -511,10 +519,20 @@ export function truthSuite (t: T, lib: Any, pg: Any): void {
       let r = rnd() * weights
       const op = operations.find(([w]) => (r -= w) < 0) ?? operations[0]
       await op[1]()
+      if (process.env.ORM_TRUTH_DEBUG !== undefined) {
+        // Replaying a seed: the first operation after which the package and the wire disagree.
+        const onWire = wire.counts.statements - atAttach.statements
+        const b = (await app.inject('/metrics')).body
+        atAttach.statements += wire.counts.statements - atAttach.statements - onWire // the scrape's own Migrator queries
+        const seen = sample(b, 'db_execute_total', { context: 'default', vendor: 'postgresql' })
+        if (seen !== onWire) t.comment(`after operation ${i} (${operations.indexOf(op)}): package ${String(seen)}, wire ${wire.counts.statements - atAttach.statements}: ${wire.counts.log.slice(-12).join(' | ')}`)
+      }
     }
 
+    // The wire as of now: the scrape below runs the plugin's own Migrator queries (MikroORM 7 loads
+    // the Migrator when @mikro-orm/migrations is installed), which the package rightly leaves out.
+    const w = cloneWire(wire.counts)
     const body = (await app.inject('/metrics')).body
-    const w = wire.counts
     const inWindow = (key: 'statements' | 'commits' | 'commitsRolledBack' | 'rollbacks'): number => w[key] - atAttach[key]
     const pgLabels = { context: 'default', vendor: 'postgresql' }
 
@@ -546,12 +564,13 @@ export function truthSuite (t: T, lib: Any, pg: Any): void {
     const tables = await tableStats(pg, db.url)
     const sessions = after.sessions - base.sessions
     t.equal(newConnections, sessions, 'db_new_connections_total = sessions PostgreSQL opened')
+    const totals = wire.counts
     if (autovacuum && (process.env.DATABASE_URL ?? '') !== '') {
       t.comment('autovacuum is on on this server: its workers add transactions to pg_stat_database; xact_commit/xact_rollback not compared')
     } else {
       // Every session runs one transaction at start-up; every statement outside a block is a transaction.
-      t.equal(after.xactCommit - base.xactCommit, sessions + w.commits + w.autocommitOk, 'xact_commit = sessions + COMMITs answered COMMIT + autocommit statements that succeeded')
-      t.equal(after.xactRollback - base.xactRollback, w.rollbacks + w.commitsRolledBack + w.autocommitFailed, 'xact_rollback = ROLLBACKs + COMMITs answered ROLLBACK + autocommit statements that failed')
+      t.equal(after.xactCommit - base.xactCommit, sessions + totals.commits + totals.autocommitOk, 'xact_commit = sessions + COMMITs answered COMMIT + autocommit statements that succeeded')
+      t.equal(after.xactRollback - base.xactRollback, totals.rollbacks + totals.commitsRolledBack + totals.autocommitFailed, 'xact_rollback = ROLLBACKs + COMMITs answered ROLLBACK + autocommit statements that failed')
     }
     for (const entity of ENTITIES) {
       const now = tables.get(TABLE[entity])
