@@ -290,6 +290,63 @@ export function writeSuite (t: T, lib: Any): void {
     t.equal(sample(b, 'db_transactions_total', { ...db6, outcome: 'rollback' }), 0)
   })
 
+  t.test('implicitTransactions: false: a flush outside any transaction counts each write once', async (t: T) => {
+    const set = (v: boolean): void => orm.config.set('implicitTransactions', v)
+    set(false)
+    t.teardown(() => set(true))
+    let b = await run(async (em) => {
+      em.persist(Object.assign(new E.Site(), { name: 'it1' }))
+      await em.flush()
+    })
+    t.equal(ins(b, 'Site'), 1)
+    t.equal(sample(b, 'db_transactions_total', { ...db6, outcome: 'commit' }), 0, 'no transaction was opened')
+    b = await run(async (em) => {
+      const s = await em.findOneOrFail(E.Site, { name: 'it1' })
+      s.name = 'it2'
+      await em.flush()
+      em.remove(s)
+      await em.flush()
+    })
+    t.equal(upd(b, 'Site'), 1)
+    t.equal(del(b, 'Site'), 1)
+    t.equal(ins(b, 'Site'), undefined)
+  })
+
+  t.test('a transaction that failed and then committed: PostgreSQL rolled it back, counted so', async (t: T) => {
+    const b = await run(async (em) => {
+      await em.transactional(async (tem: Any) => {
+        await tem.insert(E.Device, { name: 'fc1' })
+        await tem.insert(E.Site, { name: 'u2' }).catch(() => {}) // unique violation, caught: no savepoint
+      })
+      t.equal(await em.count(E.Device, { name: 'fc1' }), 0, 'PostgreSQL answered COMMIT with ROLLBACK')
+      // A violation inside a savepoint rolled back to it leaves the transaction healthy.
+      await em.transactional(async (tem: Any) => {
+        await tem.insert(E.Device, { name: 'fc2' })
+        await t.rejects(tem.transactional(async (inner: Any) => { await inner.insert(E.Site, { name: 'u2' }) }))
+      })
+    })
+    t.equal(ins(b, 'Device'), 1, 'fc2 only')
+    t.equal(sample(b, 'db_transactions_total', { ...db6, outcome: 'commit' }), 1)
+    t.equal(sample(b, 'db_transactions_total', { ...db6, outcome: 'rollback' }), 1)
+    t.equal(sample(b, 'db_errors_total', { ...db6, type: 'UniqueConstraintViolationException' }), 2)
+  })
+
+  t.test('statements that begin with SQL comments: classified and counted by their first keyword', async (t: T) => {
+    const b = await run(async (em) => {
+      await em.createQueryBuilder(E.Site).comment('bulk').insert([{ name: 'cm1' }, { name: 'cm2' }]).execute()
+      await em.createQueryBuilder(E.Site).comment('rename').update({ name: 'cm3' }).where({ name: 'cm1' }).execute()
+      await em.createQueryBuilder(E.Site).comment(['a', 'b']).delete().where({ name: 'cm2' }).execute()
+      await em.execute("/* app hint */ insert into site (name) values ('cm4') returning id")
+      await em.execute("-- app hint\n /* nested /* comment */ */ delete from site where name in ('cm3', 'cm4')", [], 'run')
+      await em.execute('/* hint */ select 1')
+    })
+    t.equal(ins(b, 'Site'), 3)
+    t.equal(upd(b, 'Site'), 1)
+    t.equal(del(b, 'Site'), 3)
+    const ops = (op: string): number | undefined => sample(b, 'db_query_duration_seconds_count', { ...db6, operation: op })
+    t.same([ops('insert'), ops('update'), ops('delete'), ops('select'), ops('other')], [2, 1, 2, 1, 0])
+  })
+
   t.test('pool exhaustion shows pending, max is the configured one', async (t: T) => {
     const { app, scrape } = await appFor(orm)
     t.teardown(() => app.close())
