@@ -36,6 +36,8 @@ type Any = any
 const kBrand = Symbol.for('fastify-netbox-metrics.MetricsSubscriber')
 const kInstrumentation = Symbol.for('fastify-netbox-metrics.orm-instrumentation')
 const kPatched = Symbol.for('fastify-netbox-metrics.orm-connection')
+/** On a patched MikroORM 6 connection: the knex pool its new-connection listeners are on. */
+const kPool = Symbol('fastify-netbox-metrics.orm-connection-pool')
 
 /** Write kinds, indexes of the per-entity counters. */
 const INSERT = 0
@@ -429,7 +431,6 @@ export class OrmInstrumentation {
   /** PostgreSQL aborts a transaction at its first failed statement; MySQL / MariaDB do not. */
   private readonly abortsOnError: boolean
   private tables: Map<string, string> | undefined
-  private lastPool: object | undefined
 
   constructor (orm: Any) {
     this.orm = orm
@@ -472,6 +473,7 @@ export class OrmInstrumentation {
       const start = monotonicMs()
       return execute.apply(this, args).then(function onResult (res: unknown) {
         self.observeStatement(query, ctx, start, res, undefined)
+        if (self.major === 6) self.checkPool(conn)
         return res
       }, function onError (err: unknown) {
         self.observeStatement(query, ctx, start, undefined, err)
@@ -582,7 +584,6 @@ export class OrmInstrumentation {
       s.execute.value++
       s.durations[op].observe(seconds)
     }
-    if (this.major === 6) this.checkPool()
     if (op === OP_SELECT || op === OP_OTHER) return
     // Writes: those of a flush are counted from its change sets, not here.
     if (ctx !== undefined && ctx !== null && (this.flushTrx.has(ctx) || this.flushingCtx.has(ctx))) return
@@ -705,9 +706,8 @@ export class OrmInstrumentation {
     this.record(UPSERT, entity, 1, ctx)
   }
 
-  /** The current pool, if the ORM is connected (never connects it). */
-  async currentPool (): Promise<Any> {
-    const conn = this.writeConnection()
+  /** The current pool of one connection, if it is connected (never connects it). */
+  private async poolOf (conn: Any): Promise<Any> {
     if (conn?.connected !== true) return undefined
     if (this.major === 6) return conn.client?.client?.pool
     if (typeof conn.getNativeClient !== 'function') return undefined
@@ -718,18 +718,30 @@ export class OrmInstrumentation {
     }
   }
 
-  private checkPool (): void {
-    const pool = this.writeConnection()?.client?.client?.pool
-    if (pool !== undefined && pool !== this.lastPool) this.attachPool(pool)
+  /** The current pools: the write connection's and each read replica's (never connects them). */
+  async currentPools (): Promise<Any[]> {
+    const pools = await Promise.all(this.connections().map(async (c) => await this.poolOf(c)))
+    return pools.filter((p) => p !== undefined && p !== null)
   }
 
-  /** Finds the current pool and attaches the new-connection listeners to it (once per pool). */
+  /** MikroORM 6 replaces a connection's knex pool on reconnect: attach to the new one. */
+  checkPool (conn: Any): void {
+    const pool = conn?.client?.client?.pool
+    if (pool === undefined || pool === conn[kPool]) return
+    try {
+      conn[kPool] = pool
+      this.attachPool(pool)
+    } catch (err) {
+      this.reportError(err)
+    }
+  }
+
+  /** Finds the current pools and attaches the new-connection listeners to them (once per pool). */
   refreshPool (): void {
-    this.currentPool().then((pool) => { if (pool !== undefined) this.attachPool(pool) }, (err) => this.reportError(err))
+    this.currentPools().then((pools) => { for (const p of pools) this.attachPool(p) }, (err) => this.reportError(err))
   }
 
   private attachPool (pool: Any): void {
-    this.lastPool = pool
     if (POOLS_SEEN.has(pool)) return
     POOLS_SEEN.add(pool)
     const sinks = this.sinks
@@ -745,16 +757,27 @@ export class OrmInstrumentation {
     }
   }
 
-  /** Pool gauges at this moment, or undefined when not connected. */
+  /** Pool gauges at this moment, summed over the write pool and the replicas' pools; undefined when none is connected. */
   async poolStats (): Promise<PoolStats | undefined> {
-    const pool = await this.currentPool()
-    if (pool === undefined || pool === null) return undefined
-    this.attachPool(pool)
-    if (this.major === 6) {
-      return { idle: pool.numFree(), used: pool.numUsed(), pending: pool.numPendingAcquires(), max: Number(pool.max) }
+    let stats: PoolStats | undefined
+    for (const pool of await this.currentPools()) {
+      this.attachPool(pool)
+      let one: PoolStats
+      if (this.major === 6) {
+        one = { idle: pool.numFree(), used: pool.numUsed(), pending: pool.numPendingAcquires(), max: Number(pool.max) }
+      } else {
+        if (pool.ended === true || pool.ending === true) continue
+        one = { idle: pool.idleCount, used: pool.totalCount - pool.idleCount, pending: pool.waitingCount, max: Number(pool.options?.max ?? 10) }
+      }
+      if (stats === undefined) stats = one
+      else {
+        stats.idle += one.idle
+        stats.used += one.used
+        stats.pending += one.pending
+        stats.max += one.max
+      }
     }
-    if (pool.ended === true || pool.ending === true) return undefined
-    return { idle: pool.idleCount, used: pool.totalCount - pool.idleCount, pending: pool.waitingCount, max: Number(pool.options?.max ?? 10) }
+    return stats
   }
 
   /** Adds a MetricSet to report to (idempotent). */
@@ -771,11 +794,12 @@ export class OrmInstrumentation {
     }
     set.add(this)
     const sink = this.sinks[this.sinks.length - 1]
-    this.currentPool().then((pool) => {
-      if (pool === undefined || pool === null) return
-      // A pool already seen: its open connections were counted for the other sinks only.
-      if (POOLS_SEEN.has(pool)) sink.newConnections.inc(this.major === 6 ? Number(pool.numUsed()) + Number(pool.numFree()) : Number(pool.totalCount ?? 0))
-      else this.attachPool(pool)
+    this.currentPools().then((pools) => {
+      for (const pool of pools) {
+        // A pool already seen: its open connections were counted for the other sinks only.
+        if (POOLS_SEEN.has(pool)) sink.newConnections.inc(this.major === 6 ? Number(pool.numUsed()) + Number(pool.numFree()) : Number(pool.totalCount ?? 0))
+        else this.attachPool(pool)
+      }
     }, (err) => this.reportError(err))
   }
 
