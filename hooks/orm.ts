@@ -139,6 +139,19 @@ export function exceptionName (err: unknown): string {
   return UNKNOWN_DB_ERROR
 }
 
+/**
+ * A five-character SQLSTATE (digits and upper-case letters), as PostgreSQL reports errors; Node's
+ * system error codes of five letters (`EPIPE`) start with E, which no SQLSTATE class does.
+ */
+function isSqlState (code: unknown): boolean {
+  if (typeof code !== 'string' || code.length !== 5 || code.charCodeAt(0) === 69) return false
+  for (let i = 0; i < 5; i++) {
+    const c = code.charCodeAt(i)
+    if (!((c >= 48 && c <= 57) || (c >= 65 && c <= 90))) return false
+  }
+  return true
+}
+
 function isConnectError (err: unknown): boolean {
   const e = err as { code?: unknown, message?: unknown } | null
   if (e === null || typeof e !== 'object') return false
@@ -572,7 +585,9 @@ export class OrmInstrumentation {
       if (ctx !== undefined && ctx !== null) {
         // A statement of a flush running in the caller's transaction failed: the flush is over.
         this.flushingCtx.delete(ctx)
-        if (this.abortsOnError) {
+        // PostgreSQL refused a statement (the error carries its SQLSTATE, not a client-side code):
+        // the transaction is aborted from here on.
+        if (this.abortsOnError && isSqlState((err as { code?: unknown } | null)?.code)) {
           const state = this.txs.get(ctx)
           if (state !== undefined) state.root().aborted = true
         }

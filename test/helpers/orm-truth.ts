@@ -252,6 +252,8 @@ export function truthSuite (t: T, lib: Any, pg: Any): void {
 
   t.test(`seeded random workload (seed ${seed}, ${ops} operations; replay: ORM_TRUTH_SEED=${seed} ORM_TRUTH_OPS=${ops})`, async (t: T) => {
     t.comment(`seed ${seed}: replay with ORM_TRUTH_SEED=${seed} ORM_TRUTH_OPS=${ops}`)
+    const t0 = Date.now()
+    const lap = (what: string): void => { t.comment(`${what}: ${Date.now() - t0} ms`) }
     const db = await startDatabase()
     t.teardown(() => db.stop())
     const dbName = new URL(db.url).pathname.slice(1)
@@ -275,6 +277,7 @@ export function truthSuite (t: T, lib: Any, pg: Any): void {
     await setup.close(true)
     const tablesBefore = await tableStats(pg, db.url)
     const base = await settledDatabaseStats(admin, dbName)
+    lap('database, schema and baseline')
 
     const wire = installWireCounter(pg, dbName)
     t.teardown(wire.uninstall)
@@ -537,6 +540,7 @@ export function truthSuite (t: T, lib: Any, pg: Any): void {
       }
     }
 
+    lap('workload')
     // The wire as of now: the scrape below runs the plugin's own Migrator queries (MikroORM 7 loads
     // the Migrator when @mikro-orm/migrations is installed), which the package rightly leaves out.
     const w = cloneWire(wire.counts)
@@ -570,6 +574,7 @@ export function truthSuite (t: T, lib: Any, pg: Any): void {
     // 3. PostgreSQL's view, after every backend has exited.
     const after = await settledDatabaseStats(admin, dbName)
     const tables = await tableStats(pg, db.url)
+    lap('statistics settled')
     const sessions = after.sessions - base.sessions
     t.equal(newConnections, sessions, 'db_new_connections_total = sessions PostgreSQL opened')
     const totals = wire.counts
