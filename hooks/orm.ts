@@ -13,13 +13,17 @@
  *   savepoints too (MikroORM 6 fires no events for them). Writes made inside a transaction are
  *   held by that transaction and counted when the top-level transaction commits (a savepoint
  *   that commits hands them to its parent; a rollback drops them), because after* hooks and the
- *   statements themselves happen before the COMMIT;
+ *   statements themselves happen before the COMMIT. On PostgreSQL a statement that fails aborts
+ *   its transaction (until a savepoint rollback), and the COMMIT of an aborted transaction is
+ *   answered with ROLLBACK: such a transaction counts as a rollback;
  * - pools: read at scrape time from the current pool (knex/tarn in v6, `pg.Pool` in v7), which
  *   is replaced on `orm.close()` / reconnect; new-connection listeners are attached once per pool.
  *
  * Statements of a flush are told apart from native writes by their transaction: the one a flush
  * opens (marked in `afterTransactionStart` while its unit of work is flushing), or the caller's
- * own transaction while a flush runs in it. So each write is counted once.
+ * own transaction while a flush runs in it. A flush that runs in no transaction at all
+ * (`implicitTransactions: false`) is counted from its statements alone. So each write is counted
+ * once.
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { readFileSync } from 'node:fs'
