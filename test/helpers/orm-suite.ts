@@ -12,26 +12,36 @@ import { startDatabase } from '../../examples/db'
 type Any = any
 type T = Any
 
-/** Entity classes and schemas, built from the given library's EntitySchema. */
-export function entities (lib: Any): { Site: Any, Device: Any, Iface: Any, schemas: Any[] } {
-  class Site { id!: number; name!: string }
+/**
+ * Entity classes and schemas, built from the given library's EntitySchema. `truth` adds what the
+ * ground-truth workload needs (test/helpers/orm-truth.ts): a non-unique `Site.note`, foreign keys
+ * the database itself acts on (`ON DELETE CASCADE` for interfaces, `SET NULL` for a device's
+ * site), and `Tag`, written by upserts only.
+ */
+export function entities (lib: Any, { truth = false }: { truth?: boolean } = {}): { Site: Any, Device: Any, Iface: Any, Tag?: Any, schemas: Any[] } {
+  class Site { id!: number; name!: string; note?: string }
   class Device { id!: number; name!: string; site!: Site; interfaces: Any }
   class Iface { id!: number; name!: string; device!: Device }
+  class Tag { id!: number; name!: string; note!: string }
+  // A fresh object per schema: MikroORM completes property options in place.
+  const id = (): Record<string, unknown> => ({ type: 'number', primary: true, autoincrement: true })
   const schemas = [
-    new lib.EntitySchema({ class: Site, tableName: 'site', properties: { id: { type: 'number', primary: true, autoincrement: true }, name: { type: 'string', unique: true } } }),
+    new lib.EntitySchema({ class: Site, tableName: 'site', properties: { id: id(), name: { type: 'string', unique: true }, ...(truth ? { note: { type: 'string', nullable: true } } : {}) } }),
     new lib.EntitySchema({
       class: Device,
       tableName: 'device',
       properties: {
-        id: { type: 'number', primary: true, autoincrement: true },
+        id: id(),
         name: { type: 'string' },
-        site: { kind: 'm:1', entity: () => Site, nullable: true },
+        site: { kind: 'm:1', entity: () => Site, nullable: true, ...(truth ? { deleteRule: 'set null' } : {}) },
         interfaces: { kind: '1:m', entity: () => Iface, mappedBy: 'device', orphanRemoval: true, cascade: ['persist', 'remove'] }
       }
     }),
-    new lib.EntitySchema({ class: Iface, tableName: 'iface', properties: { id: { type: 'number', primary: true, autoincrement: true }, name: { type: 'string' }, device: { kind: 'm:1', entity: () => Device } } })
+    new lib.EntitySchema({ class: Iface, tableName: 'iface', properties: { id: id(), name: { type: 'string' }, device: { kind: 'm:1', entity: () => Device, ...(truth ? { deleteRule: 'cascade' } : {}) } } })
   ]
-  return { Site, Device, Iface, schemas }
+  if (!truth) return { Site, Device, Iface, schemas }
+  schemas.push(new lib.EntitySchema({ class: Tag, tableName: 'tag', properties: { id: id(), name: { type: 'string', unique: true }, note: { type: 'string' } } }))
+  return { Site, Device, Iface, Tag, schemas }
 }
 
 /** Starts an ORM on a URL with the test entities and creates the schema. */

@@ -15,7 +15,7 @@
 import Fastify from 'fastify'
 import netboxMetrics from '../../lib/index'
 import { startDatabase } from '../../examples/db'
-import { sample } from './orm-suite'
+import { entities, sample } from './orm-suite'
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type Any = any
@@ -184,29 +184,6 @@ function prng (seed: number): () => number {
   }
 }
 
-/** Entities of the workload: Iface rows go with their Device in the database too (ON DELETE CASCADE). */
-function truthEntities (lib: Any): Any[] {
-  class Site { id!: number; name!: string; note?: string }
-  class Device { id!: number; name!: string; site?: Site; interfaces: Any }
-  class Iface { id!: number; name!: string; device!: Device }
-  class Tag { id!: number; name!: string; note!: string }
-  return [
-    new lib.EntitySchema({ class: Site, tableName: 'site', properties: { id: { type: 'number', primary: true, autoincrement: true }, name: { type: 'string', unique: true }, note: { type: 'string', nullable: true } } }),
-    new lib.EntitySchema({
-      class: Device,
-      tableName: 'device',
-      properties: {
-        id: { type: 'number', primary: true, autoincrement: true },
-        name: { type: 'string' },
-        site: { kind: 'm:1', entity: () => Site, nullable: true, deleteRule: 'set null' },
-        interfaces: { kind: '1:m', entity: () => Iface, mappedBy: 'device', orphanRemoval: true, cascade: ['persist', 'remove'] }
-      }
-    }),
-    new lib.EntitySchema({ class: Iface, tableName: 'iface', properties: { id: { type: 'number', primary: true, autoincrement: true }, name: { type: 'string' }, device: { kind: 'm:1', entity: () => Device, deleteRule: 'cascade' } } }),
-    new lib.EntitySchema({ class: Tag, tableName: 'tag', properties: { id: { type: 'number', primary: true, autoincrement: true }, name: { type: 'string', unique: true }, note: { type: 'string' } } })
-  ]
-}
-
 interface PgStats { xactCommit: number, xactRollback: number, sessions: number }
 
 async function pgClient (pg: Any, url: string): Promise<Any> {
@@ -268,7 +245,7 @@ export function truthSuite (t: T, lib: Any, pg: Any): void {
       await admin.query('alter system set autovacuum = off')
       await admin.query('select pg_reload_conf()')
     }
-    const schemas = truthEntities(lib)
+    const schemas = entities(lib, { truth: true }).schemas
     // A read replica (the same database): reads go through a second pool, whose sessions PostgreSQL counts too.
     const config = { clientUrl: db.url, entities: schemas, debug: false, allowGlobalContext: true, pool: { min: 0, max: 4 }, replicas: [{ name: 'read-1', clientUrl: db.url }] }
     const setup = await lib.MikroORM.init(config)
