@@ -383,6 +383,15 @@ export function truthSuite (t: T, lib: Any, pg: Any): void {
         await t.rejects(em.insert(Iface, { name: uname('i'), device: 999999999 }), { name: 'ForeignKeyConstraintViolationException' })
         tally.attempted.add('Iface', 'ins', 1) // written, then the FK trigger refused it
       },
+      async function swapUnique (em) {
+        // Two entities swapping a unique value in one flush: MikroORM (6 and 7) sends the first
+        // UPDATE as is, PostgreSQL refuses it, and the flush's transaction rolls back.
+        const sites = await em.find(Site, { name: { $ne: ANCHOR } }, { limit: 2, orderBy: { id: 'asc' } })
+        if (sites.length < 2) return
+        ;[sites[0].name, sites[1].name] = [sites[1].name, sites[0].name]
+        await t.rejects(em.flush(), { name: 'UniqueConstraintViolationException' })
+        tally.attempted.add('Site', 'upd', 1) // the new row version was written, then the index refused it
+      },
       async function notNull (em) {
         await t.rejects(em.execute(`insert into iface (name, device_id) values (null, 1)`))
         // refused before any tuple was written
