@@ -9,3 +9,9 @@ export const kRequestState = Symbol('fastify-netbox-metrics.request.state')
 export const kResponseState = Symbol('fastify-netbox-metrics.response.state')
 /** Marks a handler or hook function that this plugin has already wrapped for phase timing. */
 export const kWrapped = Symbol('fastify-netbox-metrics.wrapped')
+/**
+ * Marks the multiprocess store's signal listener (lib/multiprocess.ts). A registered symbol, so
+ * that two copies of the package loaded in one process recognise each other's listener as one
+ * that only cleans up, not as the application's own handler.
+ */
+export const kPoliteSignalListener = Symbol.for('fastify-netbox-metrics.polite-signal-listener')
