@@ -298,6 +298,14 @@ interface AggFamily {
   freshness?: Map<unknown, number>
   /** Histograms: the exact partials of each series' `_sum`. */
   sums?: Map<HistogramSeries | SummarySeries, number[]>
+  /** Each series with its `_sum` partials, by the label values joined (see `slot`). */
+  index: Map<string, Slot>
+}
+
+/** A series of an aggregate family, found by its label values. */
+interface Slot {
+  series: unknown
+  partials: number[]
 }
 
 /** One foreign metric: its samples by process key (`process` kind: the freshest source's). */
@@ -388,7 +396,7 @@ export class Aggregate {
         : f.type === 'gauge'
           ? new GaugeFamily(config)
           : f.type === 'summary' ? new SummaryFamily(config) : new HistogramFamily({ ...config, buckets: bounds ?? [] })
-      agg = { family, type: f.type, mode: f.mode ?? 'sum', labelNames: f.labelNames, bounds }
+      agg = { family, type: f.type, mode: f.mode ?? 'sum', labelNames: f.labelNames, bounds, index: new Map() }
       if (agg.mode === 'latest') agg.freshness = new Map()
       if (f.type === 'histogram' || f.type === 'summary') agg.sums = new Map()
       this.families.set(key, agg)
@@ -397,12 +405,11 @@ export class Aggregate {
       return
     }
     const n = f.labelNames.length
-    const fam = agg.family
     if (agg.type === 'counter') {
-      for (const s of f.series) (fam.child(...(s.slice(0, n) as string[])) as CounterSeries).value += num(s[n])
+      for (const s of f.series) (this.slot(agg, s, n).series as CounterSeries).value += num(s[n])
     } else if (agg.type === 'gauge') {
       for (const s of f.series) {
-        const g = fam.child(...(s.slice(0, n) as string[])) as GaugeSeries
+        const g = this.slot(agg, s, n).series as GaugeSeries
         const v = typeof s[n] === 'number' ? s[n] as number : NaN
         if (agg.mode === 'sum') g.value += v
         else if (agg.mode === 'max') g.value = g.value === 0 ? v : Math.max(g.value, v)
@@ -414,15 +421,17 @@ export class Aggregate {
       }
     } else if (agg.type === 'summary') {
       for (const s of f.series) {
-        const h = fam.child(...(s.slice(0, n) as string[])) as SummarySeries
-        addSum(this.partials(agg, h), s[n])
+        const slot = this.slot(agg, s, n)
+        const h = slot.series as SummarySeries
+        addSum(slot.partials, s[n])
         h.count += num(s[n + 1])
       }
     } else {
       const same = f.buckets !== undefined && agg.bounds !== undefined && sameArray(f.buckets, agg.bounds)
       for (const s of f.series) {
-        const h = fam.child(...(s.slice(0, n) as string[])) as HistogramSeries
-        addSum(this.partials(agg, h), s[n])
+        const slot = this.slot(agg, s, n)
+        const h = slot.series as HistogramSeries
+        addSum(slot.partials, s[n])
         h.count += num(s[n + 1])
         const counts = h.counts
         if (same) {
@@ -445,12 +454,22 @@ export class Aggregate {
     }
   }
 
-  /** The exact partials of a histogram's or summary's `_sum`. */
-  private partials (agg: AggFamily, h: HistogramSeries | SummarySeries): number[] {
-    const sums = agg.sums as Map<HistogramSeries | SummarySeries, number[]>
-    let partials = sums.get(h)
-    if (partials === undefined) { partials = []; sums.set(h, partials) }
-    return partials
+  /**
+   * The series of a snapshot row (its first `n` values are the labels), created on first use.
+   * Looked up by the label values joined, without the copies `child(...labels)` needs: a
+   * scrape does this for every series of every file.
+   */
+  private slot (agg: AggFamily, row: ReadonlyArray<unknown>, n: number): Slot {
+    let key = n === 0 ? '' : String(row[0])
+    for (let i = 1; i < n; i++) key += '\u0000' + String(row[i])
+    let slot = agg.index.get(key)
+    if (slot === undefined) {
+      const series = agg.family.child(...(row.slice(0, n) as string[]))
+      slot = { series, partials: [] }
+      agg.sums?.set(series as HistogramSeries, slot.partials)
+      agg.index.set(key, slot)
+    }
+    return slot
   }
 
   /**
