@@ -12,7 +12,7 @@ import { Counter, Gauge, Histogram, Registry, Summary } from 'prom-client'
 import netboxMetrics from '../lib/index'
 import { MetricSet } from '../lib/metrics'
 import { MultiprocessStore } from '../lib/multiprocess'
-import { processFiles, requestsTotal, tempDir } from './helpers/multiprocess'
+import { duplicateSeries, processFiles, requestsTotal, sleep, tempDir } from './helpers/multiprocess'
 import { lines, samples, scrape } from './helpers/scrape'
 
 async function app (dir: string, extra: Record<string, unknown> = {}): Promise<ReturnType<typeof Fastify>> {
@@ -22,21 +22,6 @@ async function app (dir: string, extra: Record<string, unknown> = {}): Promise<R
   await a.ready()
   return a
 }
-
-/** Sample lines that appear more than once (Prometheus keeps one and reports the rest). */
-function duplicates (body: string): string[] {
-  const seen = new Set<string>()
-  const out: string[] = []
-  for (const line of body.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue
-    const series = line.slice(0, line.lastIndexOf(' '))
-    if (seen.has(series)) out.push(series)
-    seen.add(series)
-  }
-  return out
-}
-
-const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
 
 t.test('two apps in one process, default metrics on: no duplicate series', async (t) => {
   const dir = tempDir(t)
@@ -48,7 +33,7 @@ t.test('two apps in one process, default metrics on: no duplicate series', async
   await sleep(200)
   for (const [name, a] of [['api', api], ['admin', admin]] as const) {
     const body = await scrape(a)
-    t.same(duplicates(body), [], `${name}: every series once`)
+    t.same(duplicateSeries(body), [], `${name}: every series once`)
     t.same(lines(body, 'process_cpu_user_seconds_total').map((l) => l.slice(0, l.lastIndexOf(' '))), [`process_cpu_user_seconds_total{pid="${process.pid}"}`], `${name}: the process's default metrics once, with its pid`)
     t.equal(requestsTotal(body, '/x'), 2, `${name}: both apps' requests (one directory, one aggregate)`)
   }

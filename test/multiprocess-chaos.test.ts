@@ -19,7 +19,7 @@ import { execFileSync, spawnSync } from 'node:child_process'
 import { mkdtempSync, rmdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { sleep, startFixture, tempDir, type Started } from './helpers/multiprocess'
+import { duplicateSeries, sleep, startFixture, tempDir, type Started } from './helpers/multiprocess'
 import { hasPromtool, promtoolCheck, samples } from './helpers/scrape'
 
 const SEED = process.env.CHAOS_SEED !== undefined ? Number(process.env.CHAOS_SEED) : Math.floor(Math.random() * 2 ** 31)
@@ -56,18 +56,6 @@ async function rpc (w: Started, cmd: Record<string, unknown>): Promise<Record<st
     w.child.on('message', onMessage)
     w.child.send({ ...cmd, id }, (err) => { if (err !== null) reject(err) })
   })
-}
-
-function duplicates (body: string): string[] {
-  const seen = new Set<string>()
-  const out: string[] = []
-  for (const line of body.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue
-    const series = line.slice(0, line.lastIndexOf(' '))
-    if (seen.has(series)) out.push(series)
-    seen.add(series)
-  }
-  return out
 }
 
 t.test(`chaos: ${WORKERS} workers x 2 apps, restarts, SIGKILLs, a full disk (seed ${SEED})`, async (t) => {
@@ -172,7 +160,7 @@ t.test(`chaos: ${WORKERS} workers x 2 apps, restarts, SIGKILLs, a full disk (see
         // they last wrote: scrapes served by different processes may disagree (documented), so
         // a scrape of that period does not raise the floor of the next.
         if (!full) for (const [key, m] of model) m.settled = values.get(key) as number
-        const dups = duplicates(r.body as string)
+        const dups = duplicateSeries(r.body as string)
         if (dups.length > 0) problems.push(`${label}: duplicate series ${dups.slice(0, 3).join(', ')}`)
         if (promtool) for (const p of promtoolCheck(r.body as string)) problems.push(`${label}: promtool: ${p}`)
         return
