@@ -126,6 +126,7 @@ async function main (): Promise<void> {
     const actualPort = typeof address === 'object' && address !== null ? address.port : port
     const urlHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host
     const base = `http://${urlHost}:${actualPort}`
+    console.log(`demo: open    ${base}/  (what the demo is, links to everything)`)
     console.log(`demo: API     ${base}/api/dcim/devices  (also /api/dcim/sites, /racks, /interfaces, /api/status)`)
     console.log(`demo: metrics ${base}/metrics`)
 
