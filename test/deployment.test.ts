@@ -41,6 +41,20 @@ function only (t: Tap.Test, value: Obj, allowed: string[], where: string): void 
   t.same(Object.keys(value).filter((k) => !allowed.includes(k)), [], `${where}: only fields the CRD defines`)
 }
 
+/** A ServiceMonitor's or PodMonitor's object, spec and selector fields, and its required ones. */
+function monitor (t: Tap.Test, object: Obj, specFields: string[], required: string[]): void {
+  only(t, object, OBJECT, object.kind)
+  t.equal(object.apiVersion, 'monitoring.coreos.com/v1')
+  only(t, object.spec, specFields, 'spec')
+  for (const r of required) t.ok(object.spec[r] !== undefined, `spec.${r} (required)`)
+  only(t, object.spec.selector, LABEL_SELECTOR, 'spec.selector')
+}
+
+/** The `selector` entries that `labels` do not match (none: it selects them). */
+function unmatched (selector: Obj, labels: Obj): Array<[string, unknown]> {
+  return Object.entries(selector).filter(([k, v]) => labels[k] !== v)
+}
+
 // ---- the page's blocks ----------------------------------------------------------------------
 
 const yamlDocs: Obj[] = codeBlocks(page).filter((b) => b.lang === 'yaml').flatMap((b) => parseAllDocuments(b.code).map((d) => {
@@ -65,23 +79,19 @@ t.test('the page has every manifest', async (t) => {
 })
 
 t.test('ServiceMonitor', async (t) => {
-  only(t, serviceMonitor, OBJECT, 'ServiceMonitor')
-  t.equal(serviceMonitor.apiVersion, 'monitoring.coreos.com/v1')
-  only(t, serviceMonitor.spec, SERVICE_MONITOR_SPEC, 'spec')
-  for (const r of SERVICE_MONITOR_REQUIRED) t.ok(serviceMonitor.spec[r] !== undefined, `spec.${r} (required)`)
-  only(t, serviceMonitor.spec.selector, LABEL_SELECTOR, 'spec.selector')
+  monitor(t, serviceMonitor, SERVICE_MONITOR_SPEC, SERVICE_MONITOR_REQUIRED)
   for (const e of serviceMonitor.spec.endpoints as Obj[]) {
     only(t, e, ENDPOINT, 'spec.endpoints[]')
     t.ok(DURATION.test(e.interval) && DURATION.test(e.scrapeTimeout), 'interval and scrapeTimeout are durations')
     t.ok((service.spec.ports as Obj[]).some((p) => p.name === e.port), `port "${e.port}" is a named port of the Service`)
     t.equal(e.path, '/metrics')
   }
-  t.same(Object.entries(serviceMonitor.spec.selector.matchLabels).filter(([k, v]) => service.metadata.labels[k] !== v), [], 'the selector matches the Service')
+  t.same(unmatched(serviceMonitor.spec.selector.matchLabels, service.metadata.labels), [], 'the selector matches the Service')
   t.equal(service.metadata.labels[serviceMonitor.spec.jobLabel], alertJobs[0], 'jobLabel gives the job name the alerts match')
   // The Service's target ports are named container ports of the Deployment.
   const names = (deployments[0].spec.template.spec.containers[0].ports as Obj[]).map((p) => p.name)
   for (const p of service.spec.ports as Obj[]) t.ok(names.includes(p.targetPort), `targetPort ${String(p.targetPort)} is a container port`)
-  t.same(Object.entries(service.spec.selector).filter(([k, v]) => deployments[0].spec.template.metadata.labels[k] !== v), [], 'the Service selects the pods')
+  t.same(unmatched(service.spec.selector, deployments[0].spec.template.metadata.labels), [], 'the Service selects the pods')
 
   only(t, authSnippet, ENDPOINT, 'the authorization snippet')
   only(t, authSnippet.authorization, SAFE_AUTHORIZATION, 'authorization')
@@ -89,14 +99,10 @@ t.test('ServiceMonitor', async (t) => {
 })
 
 t.test('PodMonitor', async (t) => {
-  only(t, podMonitor, OBJECT, 'PodMonitor')
-  t.equal(podMonitor.apiVersion, 'monitoring.coreos.com/v1')
-  only(t, podMonitor.spec, POD_MONITOR_SPEC, 'spec')
-  for (const r of POD_MONITOR_REQUIRED) t.ok(podMonitor.spec[r] !== undefined, `spec.${r} (required)`)
-  only(t, podMonitor.spec.selector, LABEL_SELECTOR, 'spec.selector')
+  monitor(t, podMonitor, POD_MONITOR_SPEC, POD_MONITOR_REQUIRED)
   for (const d of deployments) {
     const pod = d.spec.template
-    t.same(Object.entries(podMonitor.spec.selector.matchLabels).filter(([k, v]) => pod.metadata.labels[k] !== v), [], `the selector matches the pods of ${d.metadata.name as string}`)
+    t.same(unmatched(podMonitor.spec.selector.matchLabels, pod.metadata.labels), [], `the selector matches the pods of ${d.metadata.name as string}`)
     t.equal(pod.metadata.labels[podMonitor.spec.jobLabel], alertJobs[0], 'jobLabel gives the job name the alerts match')
     for (const e of podMonitor.spec.podMetricsEndpoints as Obj[]) {
       only(t, e, POD_METRICS_ENDPOINT, 'spec.podMetricsEndpoints[]')
@@ -108,7 +114,7 @@ t.test('PodMonitor', async (t) => {
 t.test('Deployments: METRICS_PORT is the port scraped, on 0.0.0.0', async (t) => {
   for (const d of deployments) {
     const pod = d.spec.template
-    t.same(Object.entries(d.spec.selector.matchLabels).filter(([k, v]) => pod.metadata.labels[k] !== v), [], 'the selector matches the template')
+    t.same(unmatched(d.spec.selector.matchLabels, pod.metadata.labels), [], 'the selector matches the template')
     const container = pod.spec.containers[0]
     const env = Object.fromEntries((container.env as Obj[]).map((e) => [e.name, e.value]))
     t.equal(env.METRICS_ENABLED, 'true')
@@ -163,16 +169,25 @@ t.test('every scrape config in the docs uses the job name the alerts match', asy
   t.same(jobs.filter(([, job]) => job !== alertJobs[0]), [], `every job_name is "${alertJobs[0]}"`)
 })
 
-const promtool = spawnSync(process.env.PROMTOOL ?? 'promtool', ['--version'])
-t.test('promtool accepts the pod-annotation scrape config', { skip: promtool.status === 0 ? false : 'promtool is not installed (Debian: apt-get install prometheus); .ci/run installs it' }, async (t) => {
+/** promtool's verdict on the pod-annotation scrape config, or why it cannot give one. */
+function promtoolCheck (): { skip: string | false, output: string, status: number | null } {
+  const promtool = process.env.PROMTOOL ?? 'promtool'
+  if (spawnSync(promtool, ['--version']).status !== 0) return { skip: 'promtool is not installed (Debian: apt-get install prometheus); .ci/run installs it', output: '', status: null }
   const dir = mkdtempSync(join(tmpdir(), 'fnm-deploy-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  writeFileSync(join(dir, 'prometheus.yml'), codeBlocks(page).filter((b) => b.lang === 'yaml' && b.code.includes('scrape_configs'))[0].code)
-  const r = spawnSync(process.env.PROMTOOL ?? 'promtool', ['check', 'config', join(dir, 'prometheus.yml')], { encoding: 'utf8' })
-  // Debian builds Prometheus without Kubernetes service discovery: its promtool cannot check this.
-  if (/field kubernetes_sd_configs not found/.test(`${r.stdout}${r.stderr}`)) {
-    t.skip('this promtool is built without Kubernetes service discovery (Debian\'s is); an upstream promtool checks it')
-    return
+  try {
+    writeFileSync(join(dir, 'prometheus.yml'), scrapeBlock)
+    const r = spawnSync(promtool, ['check', 'config', join(dir, 'prometheus.yml')], { encoding: 'utf8' })
+    const output = `${r.stdout}${r.stderr}`
+    // Debian builds Prometheus without Kubernetes service discovery: its promtool cannot check this.
+    const skip = /field kubernetes_sd_configs not found/.test(output) ? 'this promtool is built without Kubernetes service discovery (Debian\'s is); an upstream promtool checks it' : false
+    return { skip, output, status: r.status }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
   }
-  t.equal(r.status, 0, `${r.stdout}${r.stderr}`)
+}
+
+const scrapeBlock = codeBlocks(page).filter((b) => b.lang === 'yaml' && b.code.includes('scrape_configs'))[0].code
+const checked = promtoolCheck()
+t.test('promtool accepts the pod-annotation scrape config', { skip: checked.skip }, async (t) => {
+  t.equal(checked.status, 0, checked.output)
 })
