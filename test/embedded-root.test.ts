@@ -6,6 +6,9 @@
  */
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
 const root = join(__dirname, '..')
@@ -15,6 +18,9 @@ const skip = !isRoot ? 'needs root (the case is root running PostgreSQL as the p
 
 t.test('startDatabase() as root from a checkout below a 0700 directory', { skip, timeout: 180000 }, async (t) => {
   const mnt = `/mnt/fnm-root-${process.pid}`
+  // The copy of the binaries that examples/db.ts makes for this (mount) path: removed afterwards.
+  const hash = createHash('sha256').update(`${mnt}/repo/node_modules`).digest('hex').slice(0, 8)
+  t.teardown(() => { for (const f of readdirSync(tmpdir())) if (f.startsWith('fnm-postgres-binaries-') && f.endsWith(`-${hash}`)) rmSync(join(tmpdir(), f), { recursive: true, force: true }) })
   const script = `
 const { startDatabase } = require('${mnt}/repo/dist/examples/db.js')
 const { Client } = require('${mnt}/repo/node_modules/pg')
