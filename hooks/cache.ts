@@ -32,7 +32,7 @@
  */
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
-import { FNM_ERR_OPTION_INVALID, FNM_ERR_OPTION_UNKNOWN } from '../lib/errors'
+import { FNM_ERR_CACHE_UNWRAPPABLE, FNM_ERR_OPTION_INVALID, FNM_ERR_OPTION_UNKNOWN } from '../lib/errors'
 import type { MetricSet } from '../lib/metrics'
 
 /** Options of `instrumentCache()`. */
@@ -296,19 +296,73 @@ function resolveOptions (opts: unknown): InstrumentCacheOptions {
   return { name }
 }
 
+/** Own methods a Proxy must hand out unchanged (non-configurable and read-only: a Proxy invariant). */
+function lockedMethods (cache: object): Map<PropertyKey, AnyFn> {
+  const out = new Map<PropertyKey, AnyFn>()
+  for (const key of Reflect.ownKeys(cache)) {
+    const d = Reflect.getOwnPropertyDescriptor(cache, key)
+    if (d !== undefined && d.configurable === false && d.writable === false && typeof d.value === 'function') out.set(key, d.value as AnyFn)
+  }
+  return out
+}
+
+function methodKind (table: ReadonlyMap<string, Kind>, shape: Shape, prop: PropertyKey): Kind | undefined {
+  return typeof prop === 'string' ? table.get(shape === 'redis' ? prop.toLowerCase() : prop) : undefined
+}
+
+/** Calls `fn` counted as `kind`, with the real cache as `this`; the cache itself comes back as the wrapper. */
+function instrumentedMethod (kind: Kind, recorder: CacheRecorder, fn: AnyFn, target: object, wrapper: () => object): AnyFn {
+  return function instrumented (this: unknown, ...args: unknown[]) {
+    const w = wrapper()
+    const r = observe(kind, recorder, fn, this === w || this === undefined ? target : this, args)
+    return r === target ? w : r
+  }
+}
+
+/**
+ * A frozen cache whose counted methods are its own properties: a Proxy may not hand out anything
+ * but the frozen functions themselves, so the wrapper is a frozen twin instead. Same prototype,
+ * the same own properties with the same attributes (a frozen object's state cannot change, so
+ * the twin cannot drift from it), the counted methods replaced by counting ones that call the
+ * originals on the real cache.
+ */
+function frozenTwin<C extends object> (cache: C, table: ReadonlyMap<string, Kind>, shape: Shape, recorder: CacheRecorder): C {
+  const descriptors = Object.getOwnPropertyDescriptors(cache) as Record<PropertyKey, PropertyDescriptor>
+  let twin: C | undefined
+  for (const key of Reflect.ownKeys(descriptors)) {
+    const d = descriptors[key as string]
+    const kind = methodKind(table, shape, key)
+    if (kind !== undefined && typeof d.value === 'function') d.value = instrumentedMethod(kind, recorder, d.value as AnyFn, cache, () => twin as C)
+  }
+  twin = Object.freeze(Object.create(Object.getPrototypeOf(cache), descriptors) as C)
+  return twin
+}
+
 function wrap<C extends object> (cache: C, recorder: CacheRecorder): C {
   const shape = shapeOf(cache)
   if (shape === undefined) throw new FNM_ERR_OPTION_INVALID('instrumentCache(cache)', 'expected a Map, a Redis client, or an object with get and set methods')
   const table = shape === 'map' ? MAP_METHODS : shape === 'redis' ? REDIS_METHODS : OBJECT_METHODS
+  const locked = lockedMethods(cache)
+  for (const key of locked.keys()) {
+    if (methodKind(table, shape, key) === undefined) continue
+    if (Object.isFrozen(cache)) {
+      const twin = frozenTwin(cache, table, shape, recorder)
+      recorders.set(twin, recorder)
+      return twin
+    }
+    throw new FNM_ERR_CACHE_UNWRAPPABLE(String(key))
+  }
   const wrapped = new Map<PropertyKey, { original: AnyFn, fn: AnyFn }>()
   const proxy: C = new Proxy(cache, {
     get (target, prop) {
       const value = Reflect.get(target, prop, target) as unknown
       if (typeof value !== 'function') return value
       const fn = value as AnyFn
+      // A read-only, non-configurable own method (not one that is counted): the invariant wants it as it is.
+      if (locked.get(prop) === fn) return fn
       const known = wrapped.get(prop)
       if (known !== undefined && known.original === fn) return known.fn
-      const kind = typeof prop === 'string' ? table.get(shape === 'redis' ? prop.toLowerCase() : prop) : undefined
+      const kind = methodKind(table, shape, prop)
       const out: AnyFn = kind === undefined
         ? function passThrough (this: unknown, ...args: unknown[]) {
           const r: unknown = fn.apply(this === proxy || this === undefined ? target : this, args)
@@ -317,10 +371,7 @@ function wrap<C extends object> (cache: C, recorder: CacheRecorder): C {
           if (shape === 'redis' && r instanceof Promise) return r.then((v: unknown) => v === target ? proxy : v)
           return r
         }
-        : function instrumented (this: unknown, ...args: unknown[]) {
-          const r = observe(kind, recorder, fn, this === proxy || this === undefined ? target : this, args)
-          return r === target ? proxy : r
-        }
+        : instrumentedMethod(kind, recorder, fn, target, () => proxy)
       wrapped.set(prop, { original: fn, fn: out })
       return out
     },
@@ -339,6 +390,7 @@ function wrap<C extends object> (cache: C, recorder: CacheRecorder): C {
  * is registered (see the file comment); `app.metrics.instrumentCache()` binds to that app.
  * @throws FNM_ERR_OPTION_INVALID when `cache` has no supported shape or `name` is not a non-empty string
  * @throws FNM_ERR_OPTION_UNKNOWN for an unknown option
+ * @throws FNM_ERR_CACHE_UNWRAPPABLE when a counted method is a read-only, non-configurable own property of a cache that is not frozen
  */
 export function instrumentCache<C extends object> (cache: C, opts: InstrumentCacheOptions): C {
   const { name } = resolveOptions(opts)

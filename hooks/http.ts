@@ -7,11 +7,25 @@
  * response: Node's HTTP/1 server reports each finished response on its
  * `http.server.response.finish` diagnostics channel, and one 'close' listener per socket sees the
  * responses whose client went away first (see watchEnd). That replaces both `onResponse` and
- * `onRequestAbort`. `onError` runs only on the error path. Phase timing adds no hook at all:
- * the application's own lifecycle hooks and route handlers are wrapped once, when they are
- * registered, and a route with no hooks pays only for its handler wrapper. Every series a
- * request touches is resolved once per route (and per status code) and kept, so a request does
- * no label hashing.
+ * `onRequestAbort`. `onError` runs only on the error path. Every series a request touches is
+ * resolved once per route (and per status code) and kept, so a request does no label hashing.
+ *
+ * Phase timing adds no hook and changes nothing the application or other plugins can see (see
+ * "What the plugin changes in your app" in docs/metrics.md):
+ * - the handler is timed from Fastify's own `tracing:fastify.request.handler` diagnostics channel
+ *   (start, end, asyncStart), subscribed only once some route has a hook to time, and never
+ *   wrapped;
+ * - lifecycle hooks are timed by wrapping the bound copies Fastify keeps in the route's context
+ *   (never the functions in the route options that `onRoute` hooks see), once per route, on its
+ *   first request (timeRouteHooks). A wrapper hands the hook exactly what Fastify handed it and
+ *   returns what the hook returned; it observes completion through the `done` callback or, only
+ *   for a native promise, through the promise itself. It never calls `then()` on any other value:
+ *   such a hook is timed until Fastify's next step that the package sees (beginStep).
+ *
+ * Per-request state is keyed per installation (a symbol of each installHttpHooks call), and the
+ * states of every installation that serves one raw response are chained on it (RequestState.next),
+ * so two instrumented apps on one response (an outer app that hands the request to an inner one)
+ * each count the request once, and only the first one replaces res.write (countingWrite).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import * as diagnostics from 'node:diagnostics_channel'
@@ -22,7 +36,8 @@ import { monotonicMs } from '../lib/clock'
 import { FNM_ERR_ROUTE_CONFIG_INVALID } from '../lib/errors'
 import type { CounterSeries, GaugeSeries, HistogramSeries } from '../lib/families'
 import type { MetricSet } from '../lib/metrics'
-import { kRequestState, kResponseState, kWrapped } from '../lib/symbols'
+import { isPromise } from 'node:util/types'
+import { requestStateKey, kResponseState } from '../lib/symbols'
 
 /** The `route` label of a request that matched no route (Fastify's not-found handler). */
 export const UNMATCHED_ROUTE = '__unmatched__'
@@ -83,6 +98,14 @@ class RouteRecord {
   constructor (readonly route: string, readonly excluded: boolean) {}
 }
 
+/** What an installation lends each of its requests' states: how to settle one and where to report a failure. */
+interface Installation {
+  /** Settles a request once its response closes; never throws. */
+  readonly settle: (state: RequestState) => void
+  /** Reports an exception caught inside the package (counted, logged once). */
+  readonly report: (err: unknown) => void
+}
+
 /** What one request carries from `onRequest` to the end of its response. A fixed shape, one allocation. */
 class RequestState {
   start: number
@@ -93,24 +116,43 @@ class RequestState {
   /** Bit i set: phase i was timed for this request. */
   phaseMask = 0
   phaseTimes: Float64Array | null = null
-  /** Sum of every wrapped hook's time, to take nested hook time out of a synchronous handler. */
+  /** Sum of every timed hook's time, to take nested hook time out of a synchronous handler. */
   hookTime = 0
+  /** When the handler started (the handler channel's start), or -1 while it is not running. */
+  handlerStart = -1
+  /** hookTime when the handler started. */
+  handlerHooks = 0
+  /** A hook that returned without saying it finished, timed until the next step the package sees. */
+  pending: HookRun | null = null
+  /** A timed hook failed: Fastify sends the error and the handler does not run (its channel still reports a start). */
+  hookFailed = false
   done = false
+  /**
+   * A status written straight to the socket rather than through the response (the 101 of a
+   * WebSocket handshake; see watchUpgrade), or 0. When set, it is the request's status.
+   */
+  rawStatus = 0
   /** The responses queued behind another on the same connection, while this one is (watchEnd). */
   queue: Set<RequestState> | null = null
+  /** The state of another installation (another instrumented app) serving the same raw response. */
+  next: RequestState | null = null
   readonly reply: FastifyReply
-  /** The response's own write(), called by the counting write. */
-  readonly write: ServerResponse['write']
-  /** Settles the request once its response closes (set by installHttpHooks). */
-  readonly finish: (state: RequestState) => void
+  /** The write() the counting write found on the response and calls (first state of a response only). */
+  write: ServerResponse['write'] | null = null
+  /** The end() the recording end found on the response and calls (first state of a response only). */
+  end: ServerResponse['end'] | null = null
+  /** The chunk given to res.end(), kept (not measured) until the response is settled: see recordingEnd. */
+  endChunk: unknown = null
+  /** Its encoding argument, when a string. */
+  endEncoding: unknown = undefined
+  readonly inst: Installation
 
-  constructor (start: number, route: RouteRecord, routeMethod: RouteMethodSeries, reply: FastifyReply, finish: (state: RequestState) => void) {
+  constructor (start: number, route: RouteRecord, routeMethod: RouteMethodSeries, reply: FastifyReply, inst: Installation) {
     this.start = start
     this.route = route
     this.routeMethod = routeMethod
     this.reply = reply
-    this.write = reply.raw.write
-    this.finish = finish
+    this.inst = inst
   }
 
   addPhase (phase: number, ms: number): void {
@@ -120,8 +162,54 @@ class RequestState {
   }
 }
 
-type StatefulRequest = FastifyRequest & { [kRequestState]: RequestState | null }
-type StatefulResponse = ServerResponse & { [kResponseState]: RequestState }
+/** One run of one timed hook: stopped by its `done`, its native promise, or the next step (beginStep). */
+class HookRun {
+  private readonly t0 = monotonicMs()
+  private stopped = false
+  constructor (private readonly state: RequestState, private readonly phase: number) {}
+
+  stop (): void {
+    if (this.stopped) return
+    this.stopped = true
+    const state = this.state
+    try {
+      if (state.pending === this) state.pending = null
+      const ms = monotonicMs() - this.t0
+      state.addPhase(this.phase, ms)
+      state.hookTime += ms
+    } catch (err) {
+      state.inst.report(err)
+    }
+  }
+
+  /** The hook failed (threw, rejected, or called `done` with an error). */
+  fail (): void {
+    this.state.hookFailed = true
+    this.stop()
+  }
+
+  /** After the hook returned: unless it finished already, the next step ends it (see beginStep). */
+  returned (): void {
+    if (!this.stopped) this.state.pending = this
+  }
+}
+
+/**
+ * Fastify's next step for a request (a hook starts, the handler starts, the response ends): a
+ * hook that returned without calling `done` and without a native promise (a thenable of its
+ * own) has finished by now, since Fastify went on.
+ */
+function beginStep (state: RequestState): void {
+  const pending = state.pending
+  if (pending !== null) pending.stop()
+}
+
+type StatefulResponse = ServerResponse & { [kResponseState]?: RequestState }
+
+/** Settles every state on one response: one per installation serving it. */
+function settleAll (first: RequestState): void {
+  for (let s: RequestState | null = first; s !== null; s = s.next) s.inst.settle(s)
+}
 
 /**
  * The response's 'close' listener, shared by every request (no closure per request): the
@@ -130,7 +218,7 @@ type StatefulResponse = ServerResponse & { [kResponseState]: RequestState }
  */
 function onResponseClose (this: StatefulResponse): void {
   const state = this[kResponseState]
-  state.finish(state)
+  if (state !== undefined) settleAll(state)
 }
 
 /**
@@ -154,18 +242,18 @@ const queues = new WeakMap<Socket, Set<RequestState>>()
 let finishSubscribers = 0
 
 function onResponseFinish (message: unknown): void {
-  const res = (message as { response?: Partial<StatefulResponse> } | null)?.response
+  const res = (message as { response?: StatefulResponse } | null)?.response
   const state = res?.[kResponseState]
-  if (state !== undefined) state.finish(state)
+  if (state !== undefined) settleAll(state)
 }
 
-function onSocketClose (this: Socket & { _httpMessage?: Partial<StatefulResponse> | null }): void {
+function onSocketClose (this: Socket & { _httpMessage?: StatefulResponse | null }): void {
   const state = this._httpMessage?.[kResponseState]
-  if (state !== undefined) state.finish(state)
+  if (state !== undefined) settleAll(state)
   const queue = queues.get(this)
   if (queue !== undefined) {
     queues.delete(this)
-    for (const queued of queue) queued.finish(queued)
+    for (const queued of queue) settleAll(queued)
   }
 }
 
@@ -198,7 +286,7 @@ function watchSocket (socket: Socket, res: ServerResponse): boolean {
  */
 function watchQueued (socket: Socket, state: RequestState): void {
   if (socket.destroyed) {
-    state.finish(state)
+    settleAll(state)
     return
   }
   let queue = queues.get(socket)
@@ -211,38 +299,185 @@ function watchQueued (socket: Socket, state: RequestState): void {
 }
 
 /**
+ * Whether an HTTP/2 request may carry a body: its HEADERS frame did not end the stream
+ * (`endAfterHeaders`, set by Node for a request without body, such as most GETs).
+ */
+function hasHttp2Body (req: IncomingMessage): boolean {
+  if (req.httpVersionMajor !== 2) return false
+  const stream = (req as unknown as { stream?: { endAfterHeaders?: boolean } }).stream
+  return stream?.endAfterHeaders === false
+}
+
+/**
+ * An upgrade request (Node's 'upgrade' event, as @fastify/websocket uses it): whoever completes
+ * the handshake (`ws`) writes the 101 straight to the socket, never through the response, and the
+ * socket then lives on as the upgraded connection, so neither the finish channel nor the response
+ * would ever report the request, and the socket's 'close' would count it as aborted when the
+ * connection ends. Instead the socket's write and end are watched until the first status line
+ * written outside the response (the response's own writes come after its headers were sent):
+ * that line completes the request with its status (101: no body), and the watch is removed.
+ * Only upgrade requests pay for this.
+ */
+function watchUpgrade (socket: Socket, res: StatefulResponse): void {
+  const s = socket as Socket & Record<'write' | 'end', AnyFn>
+  const originals = { write: s.write, end: s.end }
+  const own = { write: Object.hasOwn(s, 'write'), end: Object.hasOwn(s, 'end') }
+  const unwatch = (): void => {
+    for (const name of ['write', 'end'] as const) {
+      if (own[name]) s[name] = originals[name]
+      else delete (s as Partial<typeof s>)[name]
+    }
+  }
+  const watch = (name: 'write' | 'end'): AnyFn => function upgradeWatch (this: Socket, ...args: unknown[]): unknown {
+    unwatch()
+    const first = res[kResponseState]
+    if (first !== undefined && !first.done && !res.headersSent) settleRaw(first, args[0])
+    return originals[name].apply(this, args)
+  }
+  s.write = watch('write')
+  s.end = watch('end')
+}
+
+/** Settles the states of a response whose status line `chunk` was written straight to the socket. */
+function settleRaw (first: RequestState, chunk: unknown): void {
+  const text = typeof chunk === 'string' ? chunk : Buffer.isBuffer(chunk) ? chunk.toString('latin1') : ''
+  const m = /^HTTP\/1\.[01] (\d{3})/.exec(text)
+  if (m === null) return
+  const status = Number(m[1])
+  // Body bytes in the same write (a refusal such as ws's 400); a 101 has none.
+  const headEnd = text.indexOf('\r\n\r\n')
+  const bodyBytes = status === 101 || headEnd < 0 ? 0 : text.length - headEnd - 4
+  for (let s: RequestState | null = first; s !== null; s = s.next) {
+    s.rawStatus = status
+    s.responseBytes = bodyBytes
+  }
+  settleAll(first)
+}
+
+/**
  * Counts streamed response bytes. Streams (Node and web) reach the socket through res.write;
  * Fastify ends other payloads with res.end(payload) and a Content-Length, so this runs only for
- * streamed bodies. Shared by every request; the state is on the response.
+ * streamed bodies. Shared by every request; the states are on the response. Only the first
+ * state of a response (of this copy of the package) replaces res.write, so it is never wrapped
+ * twice and never calls itself: it calls the write it found, which is Node's own or another
+ * copy's counting write.
  */
 function countingWrite (this: StatefulResponse, chunk: any, ...rest: any[]): boolean {
-  const state = this[kResponseState]
-  if (chunk != null && !state.done) state.responseBytes += typeof chunk === 'string' ? Buffer.byteLength(chunk, typeof rest[0] === 'string' ? rest[0] as BufferEncoding : 'utf8') : chunk.length
-  return (state.write as AnyFn).apply(this, [chunk, ...rest])
+  const first = this[kResponseState] as RequestState
+  if (chunk != null) {
+    const n = typeof chunk === 'string' ? Buffer.byteLength(chunk, typeof rest[0] === 'string' ? rest[0] as BufferEncoding : 'utf8') : chunk.length
+    for (let s: RequestState | null = first; s !== null; s = s.next) if (!s.done) s.responseBytes += n
+  }
+  return (first.write as AnyFn).apply(this, [chunk, ...rest])
 }
+
+/**
+ * Keeps the chunk of res.end(chunk) for the response size. Fastify ends its own payloads with a
+ * Content-Length, which gives the size, so the chunk is only kept (one field write) and measured
+ * when the response is settled without one: a hijacked reply (`reply.hijack()`) that ends its
+ * body with res.end(chunk), with or without headers passed inline to res.writeHead(), where
+ * neither Fastify nor res.getHeader() knows them. Installed and chained like countingWrite.
+ */
+function recordingEnd (this: StatefulResponse, chunk?: any, ...rest: any[]): StatefulResponse {
+  const first = this[kResponseState] as RequestState
+  if (chunk != null && typeof chunk !== 'function') {
+    for (let s: RequestState | null = first; s !== null; s = s.next) {
+      if (s.done) continue
+      s.endChunk = chunk
+      s.endEncoding = rest[0]
+    }
+  }
+  return (first.end as AnyFn).apply(this, [chunk, ...rest])
+}
+
+/** Bytes of the chunk a response was ended with (see recordingEnd). */
+function endChunkBytes (state: RequestState): number {
+  const chunk = state.endChunk
+  if (chunk === null) return 0
+  state.endChunk = null
+  if (typeof chunk === 'string') return Buffer.byteLength(chunk, typeof state.endEncoding === 'string' && Buffer.isEncoding(state.endEncoding) ? state.endEncoding : 'utf8')
+  const n = (chunk as { byteLength?: unknown }).byteLength
+  return typeof n === 'number' ? n : 0
+}
+
+/**
+ * The handler's timing, from Fastify's `tracing:fastify.request.handler` channel: `start` before
+ * Fastify calls the handler; `end` after it returned (or threw), with `async` true when it
+ * returned a thenable; then `asyncStart` once that settled (not at all when the reply was
+ * hijacked: the response's end stops the clock then). One shared subscriber for every
+ * installation of this copy of the package, subscribed while one of them times hooks; it finds
+ * the request's states on its raw response.
+ */
+const handlerChannel = diagnostics.tracingChannel('fastify.request.handler')
+/** Installations that time phases (subscribed to handlerChannel while more than zero). */
+let handlerSubscribers = 0
+interface HandlerMessage { reply?: FastifyReply, async?: boolean }
+
+function statesOfHandler (message: unknown): RequestState | undefined {
+  const reply = (message as HandlerMessage | null)?.reply
+  return (reply?.raw as StatefulResponse | undefined)?.[kResponseState]
+}
+
+function startHandler (state: RequestState): void {
+  beginStep(state)
+  // The handler is timed only when a hook was timed before it: without hooks there is nothing to
+  // break the request down into, and the handler's time is the request's duration less
+  // Fastify's own work.
+  if (state.done || state.phaseMask === 0 || state.hookFailed) return
+  state.handlerStart = monotonicMs()
+  state.handlerHooks = state.hookTime
+}
+
+function stopHandler (state: RequestState): void {
+  if (state.handlerStart < 0) return
+  state.addPhase(HANDLER_PHASE, monotonicMs() - state.handlerStart - (state.hookTime - state.handlerHooks))
+  state.handlerStart = -1
+}
+
+/** Runs `step` for this installation's state of the handler's request (the message's reply). */
+function forHandlerStates (message: unknown, step: (state: RequestState) => void): void {
+  const first = statesOfHandler(message)
+  if (first === undefined) return
+  const reply = (message as HandlerMessage).reply
+  for (let s: RequestState | null = first; s !== null; s = s.next) {
+    if (s.reply !== reply) continue
+    try {
+      step(s)
+    } catch (err) {
+      s.inst.report(err)
+    }
+  }
+}
+
+/** Subscribes to three of the five events (Node skips the missing ones; its types want all five). */
+const handlerSubscriber = {
+  start (message: unknown): void { forHandlerStates(message, startHandler) },
+  end (message: unknown): void { if ((message as HandlerMessage | null)?.async !== true) forHandlerStates(message, stopHandler) },
+  asyncStart (message: unknown): void { forHandlerStates(message, stopHandler) }
+} as unknown as diagnostics.TracingChannelSubscribers<object>
 
 /**
  * One of Fastify's own symbol-keyed fields, found by its description on the first object that has
  * it, or null when this Fastify has no such field (callers then use the public API). Reading two
- * of them saves work on every request; see routeConfigOf and contentLengthOf.
+ * of them saves work on every request; see routeContextOf and contentLengthOf.
  */
 function fastifySymbol (target: object, description: string): symbol | null {
   return Object.getOwnPropertySymbols(target).find((s) => s.description === description) ?? null
 }
 
+/** A Fastify route context: the matched route's config and the bound hook arrays Fastify runs. */
+type RouteContext = Record<string, unknown> & { config?: unknown }
+
 let kRouteContext: symbol | null | undefined
 /**
- * The matched route's config. Fastify's public `request.routeOptions` builds a new object on
- * every read; the route context it reads from sits on the request under Fastify's
- * `fastify.context` symbol.
+ * The matched route's context, or undefined when this Fastify keeps it elsewhere. Fastify's
+ * public `request.routeOptions` builds a new object on every read; the route context it reads
+ * from sits on the request under Fastify's `fastify.context` symbol.
  */
-function routeConfigOf (request: FastifyRequest): unknown {
+function routeContextOf (request: FastifyRequest): RouteContext | undefined {
   if (kRouteContext === undefined) kRouteContext = fastifySymbol(request, 'fastify.context')
-  if (kRouteContext !== null) {
-    const context = (request as unknown as Record<symbol, { config?: unknown } | undefined>)[kRouteContext]
-    if (context !== undefined) return context.config
-  }
-  return request.routeOptions.config
+  if (kRouteContext === null) return undefined
+  return (request as unknown as Record<symbol, RouteContext | undefined>)[kRouteContext]
 }
 
 let kReplyHeaders: symbol | null | undefined
@@ -321,7 +556,8 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
     return false
   }
   function recordOf (request: FastifyRequest): RouteRecord {
-    const routeConfig = routeConfigOf(request) as (Record<string, unknown> & { url?: string }) | undefined
+    const context = routeContextOf(request)
+    const routeConfig = (context !== undefined ? context.config : request.routeOptions.config) as (Record<string, unknown> & { url?: string }) | undefined | null
     if (routeConfig === undefined || routeConfig === null) return unmatched
     let record = records.get(routeConfig)
     if (record === undefined) {
@@ -332,6 +568,8 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
         record = new RouteRecord(url, routeConfig.metrics === false || isExcluded(url))
       }
       records.set(routeConfig, record)
+      // A context seen for the first time: time its hooks from now on (this request included).
+      if (!record.excluded && context !== undefined) timeRouteHooks(context)
     }
     return record
   }
@@ -349,6 +587,10 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
     const reply = state.reply
     const res = reply.raw
     if (state.done) return
+    // A hook still pending, or a handler whose promise never reported back (a hijacked reply),
+    // ends with the response.
+    beginStep(state)
+    stopHandler(state)
     state.done = true
     // Still queued behind another response when its connection closed: never sent, whatever the
     // handler did.
@@ -360,11 +602,13 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
     const rm = state.routeMethod
     rm.perMethod.inFlight.value--
     // end() not called when the connection closed: the client went away before the response.
-    if (!res.writableEnded || neverSent) {
+    // (An upgrade's status line went straight to the socket: see watchUpgrade.)
+    const rawStatus = state.rawStatus
+    if (rawStatus === 0 && (!res.writableEnded || neverSent)) {
       rm.aborted.value++
       return
     }
-    const status = res.statusCode
+    const status = rawStatus === 0 ? res.statusCode : rawStatus
     let ss = rm.lastStatus
     if (ss === null || ss.status !== status) {
       ss = rm.byStatus.get(status) ?? newStatusSeries(rm, state.route, status)
@@ -373,7 +617,7 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
     ss.requests.value++
     ss.duration.observe((monotonicMs() - state.start) / 1000)
     rm.requestSize.observe(state.requestBytes)
-    rm.responseSize.observe(responseBodyBytes(state, reply, status))
+    rm.responseSize.observe(rawStatus === 0 ? responseBodyBytes(state, reply, status) : state.responseBytes)
     if (state.phaseMask !== 0) observePhases(state)
   }
 
@@ -406,16 +650,25 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
       const n = Number(cl)
       if (Number.isFinite(n) && n >= 0) return n
     }
-    return state.responseBytes
+    // Streamed (res.write), and for a hijacked reply also what it gave res.end().
+    return state.responseBytes + endChunkBytes(state)
   }
 
-  function settle (state: RequestState): void {
-    try {
-      finish(state)
-    } catch (err) {
-      onInternalError('http', err)
-    }
+  const inst: Installation = {
+    settle (state: RequestState): void {
+      try {
+        finish(state)
+      } catch (err) {
+        onInternalError('http', err)
+      }
+    },
+    report (err: unknown): void { onInternalError('http', err) }
   }
+
+  // This installation's request state, under a symbol of its own: two installations that see the
+  // same request (the plugin registered twice, or two copies of the package) keep apart.
+  const kState = requestStateKey()
+  type StatefulRequest = FastifyRequest & { [kState]?: RequestState | null }
 
   function startRequest (request: StatefulRequest, reply: FastifyReply, record: RouteRecord): void {
     const req: IncomingMessage = request.raw
@@ -427,32 +680,61 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
       record.lastByMethod = rm
     }
     const m = rm.perMethod
-    const state = new RequestState(monotonicMs(), record, rm, reply, settle)
+    const state = new RequestState(monotonicMs(), record, rm, reply, inst)
     m.received.value++
     m.inFlight.value++
-    request[kRequestState] = state
+    request[kState] = state
 
     const cl = req.headers['content-length']
     if (cl !== undefined) {
       const n = Number(cl)
       if (Number.isFinite(n) && n >= 0) state.requestBytes = n
-    } else if (req.headers['transfer-encoding'] !== undefined) {
-      // Chunked upload: count what is read. prependListener does not switch the stream to
-      // flowing mode (Readable#on('data') would), so whoever reads the body still controls it.
+    } else if (req.headers['transfer-encoding'] !== undefined || hasHttp2Body(req)) {
+      // Chunked upload, or an HTTP/2 body without content-length (HTTP/2 has no chunked
+      // encoding: DATA frames until the stream ends): count what is read. prependListener does
+      // not switch the stream to flowing mode (Readable#on('data') would), so whoever reads the
+      // body still controls it.
       req.prependListener('data', (chunk: Buffer | string) => { state.requestBytes += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length })
     }
 
     const res = reply.raw as StatefulResponse
-    res[kResponseState] = state
-    res.write = countingWrite as ServerResponse['write']
-    watchEnd(req, res, state)
+    const first = res[kResponseState]
+    if (first === undefined) {
+      res[kResponseState] = state
+      state.write = res.write
+      res.write = countingWrite as ServerResponse['write']
+      state.end = res.end
+      res.end = recordingEnd as ServerResponse['end']
+      watchEnd(req, res, state)
+      if ((req as IncomingMessage & { upgrade?: boolean }).upgrade === true) watchUpgrade(req.socket, res)
+    } else {
+      joinResponse(first, state)
+    }
   }
 
-  fastify.decorateRequest(kRequestState as unknown as string, null)
+  /**
+   * Another installation already serves this response (an outer app handed its raw request and
+   * response to this one, or the plugin is registered twice): this state joins its chain and is
+   * settled with it, and the response's write is not wrapped again.
+   */
+  function joinResponse (first: RequestState, state: RequestState): void {
+    if (first.done) {
+      // The response already ended or closed: nothing more will be seen of it.
+      finish(state)
+      return
+    }
+    state.next = first.next
+    first.next = state
+  }
+
+  fastify.decorateRequest(kState as unknown as string, null)
 
   if (finishSubscribers++ === 0) diagnostics.subscribe(RESPONSE_FINISH, onResponseFinish)
+  let timesHandlers = false
   fastify.addHook('onClose', function netboxMetricsUnsubscribe (_instance, done) {
     if (--finishSubscribers === 0) diagnostics.unsubscribe(RESPONSE_FINISH, onResponseFinish)
+    if (timesHandlers && --handlerSubscribers === 0) handlerChannel.unsubscribe(handlerSubscriber)
+    timesHandlers = false
     done()
   })
 
@@ -468,7 +750,7 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
 
   fastify.addHook('onError', function netboxMetricsOnError (request, _reply, error, done) {
     try {
-      const state = (request as StatefulRequest)[kRequestState]
+      const state = (request as StatefulRequest)[kState]
       if (state !== null && state !== undefined) {
         const type = exceptionType(error)
         const rm = state.routeMethod
@@ -485,132 +767,108 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
     done()
   })
 
-  // Phase timing: wrap handlers and route-level hooks of routes registered from now on, and the
-  // lifecycle hooks that any plugin adds from now on (child instances inherit this addHook).
+  // Validates each route's `config.metrics` as it is declared; reads the route options only.
   fastify.addHook('onRoute', function netboxMetricsOnRoute (routeOptions: RouteOptions) {
     const metricsConfig = (routeOptions.config as { metrics?: unknown } | undefined)?.metrics
     if (metricsConfig !== undefined && typeof metricsConfig !== 'boolean') {
       throw new FNM_ERR_ROUTE_CONFIG_INVALID(String(routeOptions.method), routeOptions.url, JSON.stringify(metricsConfig))
     }
-    if (metricsConfig === false) return
-    routeOptions.handler = wrapHandler(routeOptions.handler as AnyFn, onInternalError) as RouteOptions['handler']
-    for (const [name, phase] of HOOK_PHASES) {
-      const hooks = (routeOptions as unknown as Record<string, AnyFn | AnyFn[] | undefined>)[name]
-      if (hooks === undefined || hooks === null) continue
-      ;(routeOptions as unknown as Record<string, unknown>)[name] = Array.isArray(hooks)
-        ? hooks.map((fn) => wrapHook(fn, phase))
-        : wrapHook(hooks, phase)
-    }
   })
 
-  const originalAddHook = fastify.addHook
-  const wrappingAddHook = function addHook (this: FastifyInstance, name: string, fn: AnyFn): FastifyInstance {
-    const phase = HOOK_PHASES.get(name)
-    return (originalAddHook as AnyFn).call(this, name, phase === undefined || typeof fn !== 'function' ? fn : wrapHook(fn, phase))
-  }
-  ;(fastify as unknown as { addHook: unknown }).addHook = wrappingAddHook
-}
-
-function copyShape (wrapper: AnyFn, original: AnyFn): AnyFn {
-  // Fastify validates hooks by arity and by AsyncFunction-ness; keep both, and the name for stack traces.
-  Object.defineProperty(wrapper, 'length', { value: original.length })
-  Object.defineProperty(wrapper, 'name', { value: original.name })
-  Object.defineProperty(wrapper, kWrapped, { value: original })
-  return wrapper
-}
-
-function stateOf (request: unknown): RequestState | null {
-  const s = (request as StatefulRequest | undefined)?.[kRequestState]
-  return s === undefined || s === null || s.done ? null : s
-}
-
-/**
- * Wraps an application hook so the time it takes (until it calls `done` or its promise settles)
- * is added to its phase. Behaviour is unchanged: same arguments, same `this`, same result, same
- * errors, same arity and async-ness as seen by Fastify's validation.
- */
-export function wrapHook (fn: AnyFn, phase: number): AnyFn {
-  if (typeof fn !== 'function' || (fn as unknown as Record<symbol, unknown>)[kWrapped] !== undefined) return fn
-  if (fn.constructor?.name === 'AsyncFunction') {
-    return copyShape(async function (this: unknown, request: unknown, ...rest: unknown[]): Promise<unknown> {
-      const state = stateOf(request)
-      if (state === null) return await fn.call(this, request, ...rest)
-      const t0 = monotonicMs()
-      try {
-        return await fn.call(this, request, ...rest)
-      } finally {
-        const ms = monotonicMs() - t0
-        state.addPhase(phase, ms)
-        state.hookTime += ms
+  /** The hook arrays this installation has timed (a route's own 404 context shares its onSend array). */
+  const timedArrays = new WeakSet<unknown[]>()
+  /**
+   * Times the hooks of one route context: replaces, in place, each bound hook Fastify keeps in
+   * the context's arrays (built at ready from the instance's and the route's hooks) by a timing
+   * wrapper. Those arrays are Fastify's private copies: the functions the application registered,
+   * its route options and what `onRoute` hooks see stay as they were. Runs on the context's first
+   * request, from our onRequest hook; Fastify runs the arrays by index, so the hooks after ours
+   * are timed from this very request on.
+   */
+  function timeRouteHooks (context: RouteContext): void {
+    let timed = 0
+    for (const [name, phase] of HOOK_PHASES) {
+      const hooks = context[name]
+      if (!Array.isArray(hooks) || timedArrays.has(hooks)) continue
+      timedArrays.add(hooks)
+      // onRequest: the hooks up to and including ours run before the request has a state.
+      let from = 0
+      if (name === 'onRequest') {
+        const ours = hooks.findIndex((fn) => typeof fn === 'function' && fn.name === OUR_ON_REQUEST)
+        from = ours + 1
       }
-    }, fn)
+      for (let i = from; i < hooks.length; i++) {
+        const fn = hooks[i]
+        if (typeof fn !== 'function' || fn.name === OUR_ON_REQUEST) continue
+        hooks[i] = timedHook(fn as AnyFn, phase)
+        timed++
+      }
+    }
+    if (timed > 0 && !timesHandlers) {
+      timesHandlers = true
+      if (handlerSubscribers++ === 0) handlerChannel.subscribe(handlerSubscriber)
+    }
   }
-  return copyShape(function (this: unknown, request: unknown, ...rest: unknown[]): unknown {
-    const state = stateOf(request)
-    if (state === null) return fn.apply(this, [request, ...rest])
-    const t0 = monotonicMs()
-    let settled = false
-    const stop = (): void => {
-      if (settled) return
-      settled = true
-      const ms = monotonicMs() - t0
-      state.addPhase(phase, ms)
-      state.hookTime += ms
-    }
-    // The last argument of a callback-style hook is Fastify's `done`.
-    const last = rest.length - 1
-    if (last >= 0 && typeof rest[last] === 'function') {
-      const done = rest[last] as AnyFn
-      rest[last] = function (this: unknown, ...args: unknown[]) { stop(); return done.apply(this, args) }
-    }
-    let result: unknown
-    try {
-      result = fn.apply(this, [request, ...rest])
-    } catch (err) {
-      stop()
-      throw err
-    }
-    if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
-      (result as PromiseLike<unknown>).then(stop, stop)
-    }
-    return result
-  }, fn)
-}
 
-/**
- * Wraps a route handler so the time until it returns (or its promise settles) is recorded as the
- * `handler` phase, minus the time of hooks that ran inside it (a synchronous `reply.send()` runs
- * the onSend hooks before the handler returns).
- */
-export function wrapHandler (handler: AnyFn, onInternalError: (component: string, err: unknown) => void): AnyFn {
-  if (typeof handler !== 'function' || (handler as unknown as Record<symbol, unknown>)[kWrapped] !== undefined) return handler
-  return copyShape(function (this: unknown, request: unknown, reply: unknown): unknown {
-    const state = stateOf(request)
-    // The handler is timed only when an application hook ran before it: without hooks there is
-    // nothing to break the request down into, and the handler's time is the request's duration
-    // less Fastify's own work. This keeps routes without hooks free of phase-timing cost.
-    if (state === null || state.phaseMask === 0) return handler.call(this, request, reply)
-    const t0 = monotonicMs()
-    const hooksBefore = state.hookTime
-    const stop = (): void => {
+  /**
+   * A timing wrapper for one of Fastify's bound hooks. It calls the hook with the same `this`
+   * and arguments, except that a callback-style hook gets a `done` that stops the clock and then
+   * calls Fastify's own with the same arguments; it returns what the hook returned and rethrows
+   * what it threw. A returned value is looked at only when it is a native promise, observed with
+   * the intrinsic Promise.prototype.then (no user code runs); for anything else the hook is
+   * timed until Fastify's next step (beginStep). Same name as the hook, for printRoutes().
+   */
+  function timedHook (fn: AnyFn, phase: number): AnyFn {
+    const isAsync = fn.constructor?.name === 'AsyncFunction'
+    const withPayload = phase === PRE_PARSING || phase === PRE_SERIALIZATION || phase === ON_SEND
+    const run = (self: unknown, request: StatefulRequest, state: RequestState, args: unknown[], doneIndex: number): unknown => {
+      beginStep(state)
+      const hookRun = new HookRun(state, phase)
+      if (!isAsync && typeof args[doneIndex] === 'function') {
+        const done = args[doneIndex] as AnyFn
+        args[doneIndex] = function (this: unknown, err?: unknown) {
+          if (err) hookRun.fail()
+          else hookRun.stop()
+          return done.apply(this, arguments as unknown as unknown[])
+        }
+      }
+      let result: unknown
       try {
-        state.addPhase(HANDLER_PHASE, monotonicMs() - t0 - (state.hookTime - hooksBefore))
+        result = fn.apply(self, args)
       } catch (err) {
-        onInternalError('http', err)
+        hookRun.fail()
+        throw err
       }
+      if (isNativePromise(result)) {
+        nativeThen.call(result, () => { hookRun.stop() }, () => { hookRun.fail() })
+      } else {
+        hookRun.returned()
+      }
+      return result
     }
-    let result: unknown
-    try {
-      result = handler.call(this, request, reply)
-    } catch (err) {
-      stop()
-      throw err
-    }
-    if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
-      (result as PromiseLike<unknown>).then(stop, stop)
-    } else {
-      stop()
-    }
-    return result
-  }, handler)
+    const wrapper = withPayload
+      ? function (this: unknown, request: StatefulRequest, reply: unknown, payload: unknown, done: unknown): unknown {
+        const state = request?.[kState]
+        if (state === undefined || state === null || state.done) return fn.call(this, request, reply, payload, done)
+        return run(this, request, state, [request, reply, payload, done], 3)
+      }
+      : function (this: unknown, request: StatefulRequest, reply: unknown, done: unknown): unknown {
+        const state = request?.[kState]
+        if (state === undefined || state === null || state.done) return fn.call(this, request, reply, done)
+        return run(this, request, state, [request, reply, done], 2)
+      }
+    Object.defineProperty(wrapper, 'name', { value: fn.name })
+    return wrapper
+  }
+}
+
+/** The name Fastify gives the bound copy of our onRequest hook (skipped by timeRouteHooks). */
+const OUR_ON_REQUEST = 'bound netboxMetricsOnRequest'
+const PRE_PARSING = PHASES.indexOf('preParsing')
+const PRE_SERIALIZATION = PHASES.indexOf('preSerialization')
+const ON_SEND = PHASES.indexOf('onSend')
+const nativeThen = Promise.prototype.then
+/** A promise of the engine's own (not a subclass, not a thenable): observing it runs no application code. */
+function isNativePromise (value: unknown): value is Promise<unknown> {
+  return isPromise(value) && Object.getPrototypeOf(value) === Promise.prototype
 }

@@ -706,16 +706,16 @@ export class OrmInstrumentation {
 
 function collectInfo (set: Set<OrmInstrumentation>): (family: MetricFamily<unknown>) => void {
   return function collectOrmInfo (family) {
-    family.reset()
+    family.clear()
     for (const o of set) (family.child(o.context, o.vendor, o.version) as Any).set(1)
   }
 }
 
 function collectPools (set: Set<OrmInstrumentation>, metrics: MetricSet): (family: MetricFamily<unknown>) => Promise<void> {
   return async function collectPoolGauges (family) {
-    family.reset()
+    family.clear()
     const max = metrics.get('dbPoolMax')
-    max.reset()
+    max.clear()
     for (const o of set) {
       let stats: PoolStats | undefined
       try {

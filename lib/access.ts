@@ -4,12 +4,37 @@
  * pass). Secrets are compared in constant time through HMACs of equal length, so neither the
  * content nor the length of a token leaks through timing, and no secret is ever logged.
  */
+import type { FastifyRequest } from 'fastify'
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import { BlockList, isIP } from 'node:net'
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import { FNM_ERR_OPTION_INVALID, FNM_ERR_OPTION_UNKNOWN } from './errors'
 
-/** Decides whether a scrape may read the metrics; `request` is the Fastify request when served on the app's port. */
-export type AuthFunction = (request: { headers: Record<string, string | string[] | undefined>, ip: string }) => boolean | Promise<boolean>
+/**
+ * What access control sees of a scrape, and what an `auth` function is given: the same shape on
+ * the app's port and on the separate listener, so a function that decides by address or header
+ * decides the same way on both.
+ */
+export interface ScrapeRequest {
+  /** The request headers, names in lower case (Node's `IncomingHttpHeaders`). */
+  readonly headers: IncomingHttpHeaders
+  /**
+   * The client's address: Fastify's `request.ip` on the app's port (honours `trustProxy`), the
+   * socket's remote address on the separate listener.
+   */
+  readonly ip: string
+  /** `GET` or `HEAD`. */
+  readonly method: string
+  /** The path and query string as the client sent them. */
+  readonly url: string
+  /** Node's request. */
+  readonly raw: IncomingMessage
+  /** The Fastify request (with the app's decorations) on the app's port; null on the separate listener. */
+  readonly fastifyRequest: FastifyRequest | null
+}
+
+/** Decides whether a scrape may read the metrics: `true` allows it; anything else, or a throw, is 403. */
+export type AuthFunction = (request: ScrapeRequest) => boolean | Promise<boolean>
 
 /** The `auth` option. */
 export type AuthOption =
@@ -21,18 +46,11 @@ export const TOKEN_ENV = 'METRICS_TOKEN'
 /** The realm announced in `WWW-Authenticate`. */
 export const AUTH_REALM = 'metrics'
 
-/** What a scrape is checked with. */
-export interface ScrapeCredentials {
-  readonly headers: Record<string, string | string[] | undefined>
-  /** Client address (Fastify's `request.ip`, which honours `trustProxy`, or the socket's). */
-  readonly ip: string
-}
-
 /** The verdict: allowed, or the status and headers to answer with. */
 export type AccessVerdict = { ok: true } | { ok: false, statusCode: 401 | 403, headers: Record<string, string> }
 
 /** A checker built once from the options. */
-export type AccessCheck = (scrape: ScrapeCredentials, request: unknown) => Promise<AccessVerdict>
+export type AccessCheck = (scrape: ScrapeRequest) => Promise<AccessVerdict>
 
 const key = randomBytes(32)
 function digest (value: string): Buffer {
@@ -115,7 +133,7 @@ export function resolveAuth (value: unknown, env: NodeJS.ProcessEnv): ResolvedAu
   return { token, basic, fn: null }
 }
 
-function header (headers: ScrapeCredentials['headers'], name: string): string | undefined {
+function header (headers: IncomingHttpHeaders, name: string): string | undefined {
   const v = headers[name]
   return Array.isArray(v) ? v[0] : v
 }
@@ -132,12 +150,12 @@ export function createAccessCheck (auth: ResolvedAuth | null, allow: BlockList |
   const unauthorized: AccessVerdict = { ok: false, statusCode: 401, headers: { 'www-authenticate': challenge.join(', ') } }
   const forbidden: AccessVerdict = { ok: false, statusCode: 403, headers: {} }
   const ok: AccessVerdict = { ok: true }
-  return async function checkScrape (scrape, request) {
+  return async function checkScrape (scrape) {
     if (allow !== null && !isAllowed(allow, scrape.ip)) return forbidden
     if (auth === null) return ok
     if (auth.fn !== null) {
       try {
-        return (await auth.fn(request as Parameters<AuthFunction>[0])) === true ? ok : forbidden
+        return (await auth.fn(scrape)) === true ? ok : forbidden
       } catch (err) {
         onError(err)
         return forbidden

@@ -48,3 +48,14 @@ export const FNM_ERR_METRIC_CONFLICT = createError('FNM_ERR_METRIC_CONFLICT', "M
 export const FNM_ERR_LABELS = createError('FNM_ERR_LABELS', "Metric '%s' expects %s label values, got %s", TypeError)
 /** The multiprocess directory (`PROMETHEUS_MULTIPROC_DIR` or `multiprocess.dir`) is missing, not a directory or not writable. */
 export const FNM_ERR_MULTIPROCESS_DIR = createError('FNM_ERR_MULTIPROCESS_DIR', "Multiprocess directory '%s' (from %s) is not usable: %s", Error)
+/**
+ * An environment variable the plugin reads has a value it does not accept (an empty value means
+ * unset). `%s` is the variable, then its value, then what is accepted.
+ */
+export const FNM_ERR_ENV_INVALID = createError('FNM_ERR_ENV_INVALID', 'Invalid environment variable %s=%s: expected %s', TypeError)
+/**
+ * `instrumentCache()` cannot wrap a cache: one of its counted methods (`%s`) is a read-only,
+ * non-configurable own property of an object that is not frozen, which neither a Proxy nor a
+ * frozen twin can stand in for. Thrown when the cache is wrapped, never later.
+ */
+export const FNM_ERR_CACHE_UNWRAPPABLE = createError('FNM_ERR_CACHE_UNWRAPPABLE', "instrumentCache() cannot wrap this cache: its method '%s' is read-only and non-configurable (Object.defineProperty) on an object that is not frozen; freeze the whole object, or wrap an object that delegates to it", TypeError)

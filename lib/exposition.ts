@@ -7,7 +7,7 @@
  */
 import { monotonicMs } from './clock'
 import type { MetricObjectWithValues, MetricValue, MetricValueWithName, Registry } from 'prom-client'
-import { escapeHelp, escapeLabelValue, formatValue, isMetricFamily } from './families'
+import { escapeHelp, escapeLabelValue, formatCanonical, formatValue, isMetricFamily } from './families'
 import { ExpositionWriter } from './writer'
 
 /** Content type of the Prometheus text format 0.0.4. */
@@ -63,11 +63,25 @@ function formatLabels (labels: Record<string, string | number | undefined>): str
   return out
 }
 
+/** `le` and `quantile` in OpenMetrics' canonical number form (prom-client writes `le="1"`). */
+function canonicalBounds (labels: Record<string, string | number | undefined>): Record<string, string | number | undefined> {
+  if (!('le' in labels) && !('quantile' in labels)) return labels
+  const out = { ...labels }
+  for (const key of ['le', 'quantile']) {
+    const v = out[key]
+    if (v === undefined) continue
+    const n = Number(v)
+    if (v !== '' && !Number.isNaN(n)) out[key] = formatCanonical(n)
+  }
+  return out
+}
+
 function renderForeign (w: ExpositionWriter, metric: MetricObjectWithValues<MetricValue<string>>, familyName: string, openMetrics: boolean, defaultLabels: Record<string, string> | null): void {
   for (const v of metric.values ?? []) {
     let sample = (v as MetricValueWithName<string>).metricName ?? familyName
     if (openMetrics && (metric.type as unknown as string) === 'counter' && !sample.endsWith('_total')) sample += '_total'
-    const labels = defaultLabels === null ? v.labels : { ...defaultLabels, ...v.labels }
+    let labels = defaultLabels === null ? v.labels : { ...defaultLabels, ...v.labels }
+    if (openMetrics && labels !== undefined) labels = canonicalBounds(labels)
     const text = formatLabels(labels ?? {})
     w.text(`${sample}${text === '' ? '' : `{${text}}`} ${formatValue(v.value)}\n`)
   }
@@ -113,7 +127,7 @@ export async function renderRegistryBuffer (registry: Registry, format: Expositi
       const sampleName = openMetrics && type === 'counter' ? `${familyName}_total` : name
       // Large families render in slices, giving the event loop a turn whenever a slice ran long.
       for (let from = 0; from < c.size; from += RENDER_SLICE_SERIES) {
-        c.renderSamples(w, sampleName, from, from + RENDER_SLICE_SERIES)
+        c.renderSamples(w, sampleName, from, from + RENDER_SLICE_SERIES, openMetrics)
         if (monotonicMs() - sliceStart > RENDER_SLICE_MS) {
           await yieldToEventLoop()
           sliceStart = monotonicMs()

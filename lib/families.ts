@@ -52,6 +52,22 @@ export function formatValue (value: number): string {
   return value > 0 ? '+Inf' : '-Inf'
 }
 
+/**
+ * A number in the canonical form OpenMetrics asks for in `le` and `quantile` label values: Go's
+ * shortest `%g` (exponent from 1e+06 up and below 1e-04, at least two exponent digits), with `.0`
+ * added to an integer (`1.0`, `16.0`, `1.048576e+06`, `+Inf`). The same text client_golang and
+ * the Python client write, so one bucket has one label value whichever client exposed it.
+ */
+export function formatCanonical (value: number): string {
+  if (!Number.isFinite(value)) return formatValue(value)
+  if (value === 0) return '0.0'
+  const [mantissa, exponent] = value.toExponential().split('e')
+  const e = Number(exponent)
+  if (e < -4 || e >= 6) return `${mantissa}e${e < 0 ? '-' : '+'}${String(Math.abs(e)).padStart(2, '0')}`
+  const fixed = String(value)
+  return fixed.includes('.') ? fixed : `${fixed}.0`
+}
+
 function labelText (labelNames: readonly string[], values: readonly string[]): string {
   let out = ''
   for (let i = 0; i < labelNames.length; i++) {
@@ -86,6 +102,8 @@ export abstract class BaseSeries {
 /** One counter series. */
 export class CounterSeries extends BaseSeries {
   value = 0
+  /** Sets the count back to 0 (prom-client's `reset()`); the series object stays in use. */
+  zero (): void { this.value = 0 }
   /** Adds `n` (default 1). Negative amounts are ignored: counters never go down. */
   inc (n = 1): void {
     if (n > 0) this.value += n
@@ -112,6 +130,13 @@ export class HistogramSeries extends BaseSeries {
     super(labelNames, values)
     this.upperBounds = upperBounds
     this.counts = new Float64Array(upperBounds.length + 1)
+  }
+
+  /** Empties the buckets, sum and count (prom-client's `reset()`); the series object stays in use. */
+  zero (): void {
+    this.counts.fill(0)
+    this.sum = 0
+    this.count = 0
   }
 
   /** Records one observation. */
@@ -198,8 +223,20 @@ export abstract class MetricFamily<S> {
     return this.series.size + (this.overflowSeries === undefined ? 0 : 1)
   }
 
-  /** Forgets every series (scrape-time gauges start each read from nothing). */
+  /**
+   * prom-client's `reset()`, called by `registry.resetMetrics()`: counters and histograms go back
+   * to zero *in place*, so the series objects the hooks hold keep counting into the exposition
+   * (prom-client's own metrics drop their series instead; ours are resolved once and kept).
+   * Gauges keep their values: they state what is true now (requests in flight, versions, pool
+   * use), and zeroing `http_requests_in_flight` would send it negative as those requests end.
+   * Series stay listed, at zero.
+   */
   reset (): void {
+    for (const s of this.entries()) (s as { zero?: () => void }).zero?.()
+  }
+
+  /** Forgets every series (scrape-time gauges start each read from nothing). */
+  clear (): void {
     this.series.clear()
     this.list.length = 0
     this.overflowSeries = undefined
@@ -221,8 +258,9 @@ export abstract class MetricFamily<S> {
   /**
    * Appends the samples (no HELP/TYPE lines) of the series in positions [from, to) of
    * `entries()` order as exposition text, so a large family can be rendered in slices.
+   * `openMetrics`: bucket bounds in OpenMetrics' canonical number form (`le="1.0"`).
    */
-  abstract renderSamples (w: ExpositionWriter, sampleName: string, from?: number, to?: number): void
+  abstract renderSamples (w: ExpositionWriter, sampleName: string, from?: number, to?: number, openMetrics?: boolean): void
 
   private readonly nameBytes = new Map<string, Buffer>()
   /** `text` as bytes, cached (sample names and their fixed parts). */
@@ -294,12 +332,16 @@ export class GaugeFamily extends MetricFamily<GaugeSeries> {
 export class HistogramFamily extends MetricFamily<HistogramSeries> {
   readonly type = 'histogram'
   readonly upperBounds: Float64Array
+  /** `le` values as the Prometheus text format (and prom-client) writes them: `1`, `+Inf`. */
   private readonly leText: readonly string[]
+  /** `le` values in OpenMetrics' canonical form: `1.0`, `+Inf`. */
+  private readonly leTextOpenMetrics: readonly string[]
 
   constructor (config: FamilyConfig & { buckets: readonly number[] }) {
     super(config)
     this.upperBounds = Float64Array.from(config.buckets)
     this.leText = [...config.buckets.map(formatValue), '+Inf']
+    this.leTextOpenMetrics = [...config.buckets.map(formatCanonical), '+Inf']
   }
 
   private writeTotal (w: ExpositionWriter, name: Buffer, labels: Buffer | undefined, value: number): void {
@@ -332,12 +374,13 @@ export class HistogramFamily extends MetricFamily<HistogramSeries> {
     return out
   }
 
-  renderSamples (w: ExpositionWriter, sampleName: string, from = 0, to = Infinity): void {
+  renderSamples (w: ExpositionWriter, sampleName: string, from = 0, to = Infinity, openMetrics = false): void {
     const bucket = this.cachedBytes(`${sampleName}_bucket{`)
     const sum = this.cachedBytes(`${sampleName}_sum`)
     const count = this.cachedBytes(`${sampleName}_count`)
-    const leAfterLabels = this.leText.map((le) => this.cachedBytes(`,le="${le}"} `))
-    const leAlone = this.leText.map((le) => this.cachedBytes(`le="${le}"} `))
+    const leText = openMetrics ? this.leTextOpenMetrics : this.leText
+    const leAfterLabels = leText.map((le) => this.cachedBytes(`,le="${le}"} `))
+    const leAlone = leText.map((le) => this.cachedBytes(`le="${le}"} `))
     const end = Math.min(to, this.size)
     for (let j = from; j < end; j++) {
       const s = this.at(j)

@@ -98,7 +98,7 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
     fastify.addHook('onClose', async function netboxMetricsReleaseStore () { await s.release() })
   }
 
-  // The package's own error counters exist from the start, so a zero is visible.
+  // The package's own alert counters exist from the start, every series at 0 (lib/metrics.ts).
   metrics.get('selfErrors')
   metrics.get('selfDropped')
   if (options.defaultMetrics && registry.getSingleMetric(`${options.prefix}process_cpu_user_seconds_total`) === undefined) {
@@ -141,7 +141,8 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
       url: options.endpoint,
       config: { metrics: false },
       handler: async function netboxMetricsEndpoint (request, reply) {
-        const answer = await serveScrape(scrapeServer, request.headers, request.ip, request)
+        // The same shape as on the separate listener (lib/access.ts ScrapeRequest).
+        const answer = await serveScrape(scrapeServer, Object.freeze({ headers: request.headers, ip: request.ip, method: request.method, url: request.url, raw: request.raw, fastifyRequest: request }))
         void reply.code(answer.statusCode).headers(answer.headers)
         return answer.body
       }
@@ -162,6 +163,7 @@ declare namespace netboxMetrics {
   export import MetricsSubscriber = orm.MetricsSubscriber
   export const PROMETHEUS_CONTENT_TYPE: string
   export const OPENMETRICS_CONTENT_TYPE: string
+  export type ScrapeRequest = import('./access').ScrapeRequest
   export type InstrumentCacheOptions = cacheHooks.InstrumentCacheOptions
   export type InstrumentedCacheAdapterOptions = cacheHooks.InstrumentedCacheAdapterOptions
   export const instrumentCache: typeof cacheHooks.instrumentCache

@@ -7,7 +7,7 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { promisify } from 'node:util'
 import { gzip as gzipCallback } from 'node:zlib'
-import type { AccessCheck } from './access'
+import type { AccessCheck, ScrapeRequest } from './access'
 import { negotiateFormat, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE, type ExpositionFormat } from './exposition'
 
 const gzip = promisify(gzipCallback)
@@ -35,9 +35,10 @@ function header (headers: http.IncomingHttpHeaders, name: string): string | unde
 }
 
 /** Answers one scrape: 401/403 when access control refuses it, else the exposition (gzipped when asked). */
-export async function serveScrape (server: ScrapeServer, headers: http.IncomingHttpHeaders, ip: string, request: unknown): Promise<ScrapeResponse> {
+export async function serveScrape (server: ScrapeServer, scrape: ScrapeRequest): Promise<ScrapeResponse> {
+  const headers = scrape.headers
   if (server.check !== null) {
-    const verdict = await server.check({ headers, ip }, request)
+    const verdict = await server.check(scrape)
     if (!verdict.ok) {
       return { statusCode: verdict.statusCode, headers: { ...verdict.headers, 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' }, body: verdict.statusCode === 401 ? 'Unauthorized\n' : 'Forbidden\n' }
     }
@@ -78,7 +79,8 @@ export async function startListener (server: ScrapeServer, endpoint: string, add
       res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' }).end('Method Not Allowed\n')
       return
     }
-    serveScrape(server, req.headers, req.socket.remoteAddress ?? '', req).then((answer) => {
+    const scrape: ScrapeRequest = Object.freeze({ headers: req.headers, ip: req.socket.remoteAddress ?? '', method: req.method, url: req.url ?? '', raw: req, fastifyRequest: null })
+    serveScrape(server, scrape).then((answer) => {
       res.writeHead(answer.statusCode, { ...answer.headers, 'content-length': String(Buffer.byteLength(answer.body)) })
       res.end(req.method === 'HEAD' ? undefined : answer.body)
     }, (err: unknown) => {

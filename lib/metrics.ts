@@ -37,8 +37,8 @@ export const CATALOGUE = Object.freeze({
   httpRequests: spec({ group: 'http', name: 'http_requests_total', type: 'counter', labelNames: ['method', 'route', 'status_code'], help: 'Requests whose response was sent, by route template and status code.' }),
   httpDuration: spec({ group: 'http', name: 'http_request_duration_seconds', type: 'histogram', buckets: 'latency', labelNames: ['method', 'route', 'status_code'], help: 'Whole request lifecycle, from the first onRequest hook to the response being sent.' }),
   httpPhase: spec({ group: 'http', name: 'http_request_phase_duration_seconds', type: 'histogram', buckets: 'latency', labelNames: ['route', 'phase'], help: 'Time spent in the application hooks of each lifecycle phase, and in the handler.' }),
-  httpRequestSize: spec({ group: 'http', name: 'http_request_size_bytes', type: 'histogram', buckets: 'size', labelNames: ['method', 'route'], help: 'Request body size in bytes (Content-Length, or bytes counted for chunked bodies).' }),
-  httpResponseSize: spec({ group: 'http', name: 'http_response_size_bytes', type: 'histogram', buckets: 'size', labelNames: ['method', 'route'], help: 'Response body size in bytes (Content-Length, or bytes counted for streams).' }),
+  httpRequestSize: spec({ group: 'http', name: 'http_request_size_bytes', type: 'histogram', buckets: 'size', labelNames: ['method', 'route'], help: 'Request body size in bytes (Content-Length, or the bytes read for chunked HTTP/1 and HTTP/2 bodies without it).' }),
+  httpResponseSize: spec({ group: 'http', name: 'http_response_size_bytes', type: 'histogram', buckets: 'size', labelNames: ['method', 'route'], help: 'Response body size in bytes (Content-Length, or the bytes sent for streams and hijacked replies).' }),
   httpInFlight: spec({ group: 'http', name: 'http_requests_in_flight', type: 'gauge', labelNames: ['method'], help: 'Requests received whose response has not been sent and that were not aborted.' }),
   httpAborted: spec({ group: 'http', name: 'http_requests_aborted_total', type: 'counter', labelNames: ['method', 'route'], help: 'Requests whose client closed the connection before the response was sent.' }),
   httpExceptions: spec({ group: 'http', name: 'http_exceptions_total', type: 'counter', labelNames: ['method', 'route', 'type'], help: 'Errors thrown or rejected by handlers and hooks, by error code or class name.' }),
@@ -72,6 +72,12 @@ export const CATALOGUE = Object.freeze({
   selfErrors: spec({ group: 'self', name: 'metrics_errors_total', type: 'counter', labelNames: ['component'], help: 'Exceptions caught inside the metrics package itself; they never reach the application.' }),
   selfDropped: spec({ group: 'self', name: 'metrics_series_dropped_total', type: 'counter', labelNames: ['metric'], help: 'New label sets folded into __overflow__ because the family reached its series cap.' })
 } satisfies Record<string, FamilySpec>)
+
+/**
+ * Every `component` of `metrics_errors_total`: where in the package an exception was caught.
+ * Each series is exposed at 0 from registration, so `increase()` sees the first error.
+ */
+export const ERROR_COMPONENTS: readonly string[] = Object.freeze(['http', 'orm', 'cache', 'collector', 'auth', 'endpoint', 'multiprocess'])
 
 /** Keys of the catalogue. */
 export type FamilyKey = keyof typeof CATALOGUE
@@ -121,6 +127,15 @@ export class MetricSet {
   }
 
   private create (key: FamilyKey, collect?: FamilyConfig['collect']): MetricFamily<unknown> {
+    const family = this.findOrRegister(key, collect)
+    // The package's own alert series exist at 0 from the start (an absent series that appears
+    // at 1 is no increase() to Prometheus): one per error component, one per family that has a cap.
+    if (key === 'selfErrors') for (const c of ERROR_COMPONENTS) family.child(c)
+    if (CATALOGUE[key].group !== 'self') this.get('selfDropped').child(family.name)
+    return family
+  }
+
+  private findOrRegister (key: FamilyKey, collect?: FamilyConfig['collect']): MetricFamily<unknown> {
     const s: FamilySpec = CATALOGUE[key]
     const name = this.prefix + s.name
     const existing = this.registry.getSingleMetric(name) as unknown
@@ -129,15 +144,16 @@ export class MetricSet {
       if (f.type === s.type && Array.isArray(f.labelNames) && f.labelNames.join() === s.labelNames.join() && isMetricFamily(f)) return f
       throw new FNM_ERR_METRIC_CONFLICT(name)
     }
-    const isSelfDrop = key === 'selfDropped'
+    // The package's own counters are bounded by the code (its families, its components), so
+    // they need no cap, and a small maxSeriesPerMetric cannot fold them into __overflow__.
+    const uncapped = s.group === 'self'
     const config: FamilyConfig = {
       name,
       help: s.help,
       labelNames: s.labelNames,
       collect,
-      // The overflow counter itself is bounded by the number of families, so it needs no cap.
-      maxSeries: isSelfDrop ? Infinity : this.config.maxSeriesPerMetric,
-      onOverflow: isSelfDrop ? undefined : (f) => { this.get('selfDropped').child(f.name).value++ }
+      maxSeries: uncapped ? Infinity : this.config.maxSeriesPerMetric,
+      onOverflow: uncapped ? undefined : (f) => { this.get('selfDropped').child(f.name).value++ }
     }
     let family: MetricFamily<unknown>
     if (s.type === 'counter') family = new CounterFamily(config)

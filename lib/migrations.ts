@@ -121,10 +121,10 @@ export function registerMigrationGauges (metrics: MetricSet, orm: object, contex
     const all = new Map<string, MigrationSource>()
     sources = all
     sourcesBySet.set(metrics, all)
-    const collect = (which: keyof Counts) => async (family: { reset: () => void, child: (...v: string[]) => unknown }): Promise<void> => {
+    const collect = (which: keyof Counts) => async (family: { clear: () => void, child: (...v: string[]) => unknown }): Promise<void> => {
       const now = Date.now()
       const results = await Promise.all([...all.values()].map(async (s) => [s.context, await s.read(now)] as const))
-      family.reset()
+      family.clear()
       for (const [ctx, counts] of results) {
         if (counts !== undefined) (family.child(ctx) as { set: (v: number) => void }).set(counts[which])
       }

@@ -6,7 +6,7 @@
 import type { BlockList } from 'node:net'
 import { Registry } from 'prom-client'
 import { resolveAllow, resolveAuth, type AuthOption } from './access'
-import { FNM_ERR_OPTION_INVALID, FNM_ERR_OPTION_UNKNOWN } from './errors'
+import { FNM_ERR_ENV_INVALID, FNM_ERR_OPTION_INVALID, FNM_ERR_OPTION_UNKNOWN } from './errors'
 import { DEFAULT_LATENCY_BUCKETS, DEFAULT_SIZE_BUCKETS } from './metrics'
 import { isMikroOrm } from '../hooks/orm'
 import { DEFAULT_MIGRATIONS_TTL_MS } from './migrations'
@@ -23,13 +23,15 @@ export const DEFAULT_MAX_SERIES_PER_METRIC = 10_000
 export const ENABLED_ENV = 'METRICS_ENABLED'
 /** Values of `METRICS_ENABLED` that mean "on", compared case-insensitively. */
 export const TRUTHY_ENV_VALUES: readonly string[] = Object.freeze(['true', '1', 'yes', 'on'])
+/** Values of `METRICS_ENABLED` that mean "off", compared case-insensitively. */
+export const FALSY_ENV_VALUES: readonly string[] = Object.freeze(['false', '0', 'no', 'off'])
 
 /** Options of `netboxMetrics`. Every field is optional. */
 export interface NetboxMetricsOptions {
   /**
    * Turns the plugin on. When false there is no endpoint (404), no hook and no per-request work;
    * `app.metrics` still exists.
-   * @default METRICS_ENABLED is "true", "1", "yes" or "on" (any case); otherwise false
+   * @default METRICS_ENABLED is "true", "1", "yes" or "on" (any case); "false", "0", "no", "off" or unset: false; any other value throws FNM_ERR_ENV_INVALID
    */
   enabled?: boolean
   /**
@@ -87,7 +89,7 @@ export interface NetboxMetricsOptions {
   migrationsTtl?: number
   /**
    * Credentials a scrape must present: `{ token }` (Bearer), `{ basic: { username, password } }`,
-   * both (either is accepted), or an async function `(request) => boolean`. `METRICS_TOKEN`
+   * both (either is accepted), or an async function `(request: ScrapeRequest) => boolean` (`{ headers, ip, method, url, raw, fastifyRequest }`, the same on both ports). `METRICS_TOKEN`
    * sets a bearer token when this is not given. See `docs/security.md`.
    * @default none (open), or a bearer token from METRICS_TOKEN
    */
@@ -150,10 +152,27 @@ function describe (value: unknown): string {
   return typeof value === 'object' ? 'an object' : `${typeof value} ${String(value)}`
 }
 
-/** Reads `METRICS_ENABLED` the way NetBox does. */
+/**
+ * An environment variable's value, spaces trimmed; `undefined` when unset or empty (what
+ * docker-compose passes for `${VAR}` when VAR is not set).
+ */
+export function envValue (env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const raw = env[name]?.trim()
+  return raw === undefined || raw === '' ? undefined : raw
+}
+
+/**
+ * Reads `METRICS_ENABLED`: `true`, `1`, `yes`, `on` turn the plugin on, `false`, `0`, `no`, `off`
+ * leave it off (any case, spaces trimmed); unset or empty is off, as in NetBox.
+ * @throws FNM_ERR_ENV_INVALID for any other value: a typo must not turn metrics off silently
+ */
 export function enabledFromEnv (env: NodeJS.ProcessEnv = process.env): boolean {
-  const raw = env[ENABLED_ENV]
-  return raw !== undefined && TRUTHY_ENV_VALUES.includes(raw.trim().toLowerCase())
+  const raw = envValue(env, ENABLED_ENV)
+  if (raw === undefined) return false
+  const v = raw.toLowerCase()
+  if (TRUTHY_ENV_VALUES.includes(v)) return true
+  if (FALSY_ENV_VALUES.includes(v)) return false
+  throw new FNM_ERR_ENV_INVALID(ENABLED_ENV, JSON.stringify(env[ENABLED_ENV]), `one of ${[...TRUTHY_ENV_VALUES, ...FALSY_ENV_VALUES].join(', ')} (any case), or unset`)
 }
 
 function optionalBoolean (name: string, value: unknown, fallback: boolean): boolean {
@@ -195,7 +214,7 @@ export function resolveOptions (opts: unknown, env: NodeJS.ProcessEnv = process.
     if (!KNOWN_KEYS.has(key)) throw new FNM_ERR_OPTION_UNKNOWN(key)
   }
 
-  const enabled = optionalBoolean('enabled', o.enabled, enabledFromEnv(env))
+  const enabled = o.enabled === undefined ? enabledFromEnv(env) : optionalBoolean('enabled', o.enabled, false)
 
   let endpoint = DEFAULT_ENDPOINT
   if (o.endpoint !== undefined) {
@@ -339,9 +358,13 @@ function resolvePort (name: string, value: unknown): number {
 
 function resolveServer (value: unknown, env: NodeJS.ProcessEnv): ResolvedOptions['server'] {
   if (value === undefined) {
-    const port = env[PORT_ENV]
-    if (port === undefined || port === '') return null
-    return Object.freeze({ port: resolvePort(PORT_ENV, port), host: env[HOST_ENV] ?? DEFAULT_SERVER_HOST })
+    // Empty means unset (docker-compose's `${METRICS_HOST}` when the variable is not set): an
+    // empty host must not make the listener bind every interface.
+    const port = envValue(env, PORT_ENV)
+    if (port === undefined) return null
+    const n = /^\d+$/.test(port) ? Number(port) : NaN
+    if (!Number.isInteger(n) || n > 65535) throw new FNM_ERR_ENV_INVALID(PORT_ENV, JSON.stringify(env[PORT_ENV]), 'a port number (0-65535), or unset')
+    return Object.freeze({ port: n, host: envValue(env, HOST_ENV) ?? DEFAULT_SERVER_HOST })
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new FNM_ERR_OPTION_INVALID('server', `expected { port, host? }, got ${describe(value)}`)
   const o = value as Record<string, unknown>

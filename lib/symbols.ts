@@ -3,9 +3,17 @@
  * Fastify core's `lib/symbols.js`). Descriptions are namespaced by the package name.
  */
 
-/** Per-request state object, set by the `onRequest` hook (`null` when the request is excluded). */
-export const kRequestState = Symbol('fastify-netbox-metrics.request.state')
-/** The request's state, on the raw response, for the shared end-of-response handlers and write counter. */
+/**
+ * A new key for one installation's per-request state, set by its `onRequest` hook (`null` when the
+ * request is excluded). One per installation, so that two installations that see the same
+ * request (the plugin registered twice, or two copies of the package) never share a slot.
+ */
+export function requestStateKey (): symbol {
+  return Symbol('fastify-netbox-metrics.request.state')
+}
+/**
+ * The first state of the raw response, for the shared end-of-response handlers, the handler
+ * channel and the write counter; the states of other installations serving the same response
+ * are chained behind it.
+ */
 export const kResponseState = Symbol('fastify-netbox-metrics.response.state')
-/** Marks a handler or hook function that this plugin has already wrapped for phase timing. */
-export const kWrapped = Symbol('fastify-netbox-metrics.wrapped')

@@ -76,7 +76,7 @@ t.test('an async cache whose reads fail: the error reaches the caller, the failu
   const body = (await a.inject('/metrics')).body
   t.same(lines(body, 'remote'), expected('remote', { get: 3, hits: 1, misses: 1, fail: 1, set: 1, inv: 2 }))
   t.same(lines(body, 'sync'), expected('sync', { get: 1, hits: 0, misses: 0, fail: 1, set: 0, inv: 0 }))
-  t.notMatch(body, /metrics_errors_total\{component="cache"\}/, 'no internal error')
+  t.match(body, /^metrics_errors_total\{component="cache"\} 0$/m, 'no internal error')
 })
 
 t.test('unsupported shapes and bad options throw coded errors', async (t) => {
@@ -85,6 +85,62 @@ t.test('unsupported shapes and bad options throw coded errors', async (t) => {
   t.throws(() => a.metrics.instrumentCache({} as object, { name: 'x' }), { code: 'FNM_ERR_OPTION_INVALID' })
   t.throws(() => a.metrics.instrumentCache(new Map(), { name: '' }), { code: 'FNM_ERR_OPTION_INVALID' })
   t.throws(() => a.metrics.instrumentCache(new Map(), { name: 'x', ttl: 1 } as never), { code: 'FNM_ERR_OPTION_UNKNOWN' })
+})
+
+t.test('frozen and locked caches: counted, or refused at wrap time, never a Proxy TypeError later', async (t) => {
+  const a = await app()
+  t.teardown(() => a.close())
+  // A frozen object literal: its own get/set/delete are read-only and non-configurable, which a
+  // Proxy may not replace (before: a TypeError on every get and set).
+  const store = new Map<string, number>()
+  const plain = Object.freeze({
+    store,
+    get (k: string) { return this.store.get(k) },
+    set (k: string, v: number) { this.store.set(k, v); return this },
+    delete (k: string) { return this.store.delete(k) },
+    size () { return this.store.size }
+  })
+  const c = a.metrics.instrumentCache(plain, { name: 'frozen' })
+  t.equal(c.get('a'), undefined)
+  t.equal(c.set('a', 1), c, 'set returns the wrapper, as the cache returns itself')
+  t.equal(c.get('a'), 1)
+  t.equal(c.delete('a'), true)
+  t.equal(c.size(), 0)
+  t.equal(c.store, store, 'properties read through')
+  t.ok(Object.isFrozen(c), 'the wrapper is frozen like the cache')
+  t.equal(c.size, plain.size, 'methods that are not counted keep their identity')
+  t.throws(() => { (c as { store: unknown }).store = null }, TypeError, 'as read-only as the cache')
+
+  // Frozen instances whose methods live on the prototype (a frozen Map, a frozen class instance): the Proxy is fine.
+  class Lru { private readonly m = new Map<string, number>(); constructor () { Object.freeze(this) } get (k: string) { return this.m.get(k) } set (k: string, v: number) { this.m.set(k, v) } }
+  const lru = a.metrics.instrumentCache(new Lru(), { name: 'frozen-class' })
+  t.ok(lru instanceof Lru)
+  lru.set('x', 1)
+  t.equal(lru.get('x'), 1)
+  const frozenMap = a.metrics.instrumentCache(Object.freeze(new Map<string, number>()), { name: 'frozen-map' })
+  frozenMap.set('x', 1)
+  t.equal(frozenMap.get('x'), 1)
+  t.equal(frozenMap.get('y'), undefined)
+
+  // Not frozen, but a counted method locked with defineProperty: refused now, with a code.
+  const locked = { set (_k: string, _v: unknown) {} } as { get: (k: string) => unknown, set: (k: string, v: unknown) => void, size: () => number }
+  Object.defineProperty(locked, 'get', { value: (_k: string) => 1, writable: false, configurable: false, enumerable: true })
+  t.throws(() => a.metrics.instrumentCache(locked, { name: 'locked' }), { code: 'FNM_ERR_CACHE_UNWRAPPABLE', message: /method 'get' is read-only and non-configurable/ })
+  // A locked method that is not counted is simply handed out as it is.
+  const partly = { get (_k: string) { return 1 }, set (_k: string, _v: unknown) {} } as { get: (k: string) => unknown, set: (k: string, v: unknown) => void, size: () => number }
+  const size = (): number => 7
+  Object.defineProperty(partly, 'size', { value: size, writable: false, configurable: false })
+  const p = a.metrics.instrumentCache(partly, { name: 'partly' })
+  t.equal(p.size, size)
+  t.equal(p.get('k'), 1)
+
+  const body = (await a.inject('/metrics')).body
+  t.same(lines(body, 'frozen'), expected('frozen', { get: 2, hits: 1, misses: 1, fail: 0, set: 1, inv: 1 }))
+  t.same(lines(body, 'frozen-class'), expected('frozen-class', { get: 1, hits: 1, misses: 0, fail: 0, set: 1, inv: 0 }))
+  t.same(lines(body, 'frozen-map'), expected('frozen-map', { get: 2, hits: 1, misses: 1, fail: 0, set: 1, inv: 0 }))
+  t.same(lines(body, 'partly'), expected('partly', { get: 1, hits: 1, misses: 0, fail: 0, set: 0, inv: 0 }))
+  t.same(lines(body, 'locked'), [], 'a refused cache has no series')
+  t.equal(lines(body, 'frozen-map').length, 6)
 })
 
 t.test('disabled plugin: instrumentCache returns the cache itself', async (t) => {

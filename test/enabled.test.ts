@@ -6,7 +6,8 @@ import { enabledFromEnv } from '../lib/options'
 
 t.test('METRICS_ENABLED values, as NetBox reads them', async (t) => {
   for (const v of ['true', 'TRUE', 'True', '1', 'yes', 'YES', 'on', 'On', ' on ']) t.equal(enabledFromEnv({ METRICS_ENABLED: v }), true, JSON.stringify(v))
-  for (const v of ['false', '0', 'no', 'off', '', 'enabled', '2']) t.equal(enabledFromEnv({ METRICS_ENABLED: v }), false, JSON.stringify(v))
+  for (const v of ['false', '0', 'no', 'off', 'OFF', '', '  ']) t.equal(enabledFromEnv({ METRICS_ENABLED: v }), false, JSON.stringify(v))
+  for (const v of ['enabled', '2', 'tru', 'y']) t.throws(() => enabledFromEnv({ METRICS_ENABLED: v }), { code: 'FNM_ERR_ENV_INVALID' }, `${JSON.stringify(v)} is refused (test/environment.test.ts)`)
   t.equal(enabledFromEnv({}), false, 'off by default')
 })
 

@@ -4,6 +4,8 @@
  *   and the rule unit tests pass (skipped with a message when promtool is not installed; CI
  *   installs Debian's `prometheus` package, see .ci/run);
  * - every alert has a unit test in which it fires and one in which it does not;
+ * - the rule test of the package's own alerts starts its series where a fresh app's endpoint
+ *   does (every component and family at 0) and covers the first error and first dropped series;
  * - every metric name used in the dashboard and the rules is one the code registers (the
  *   CATALOGUE, prom-client's default metrics as a real registry names them, `up`, and in the
  *   rules the records of recording-rules.yml), and every CATALOGUE family is on the dashboard;
@@ -16,7 +18,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Registry, collectDefaultMetrics } from 'prom-client'
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml'
-import { CATALOGUE } from '../lib/metrics'
+import Fastify from 'fastify'
+import netboxMetrics from '../lib/index'
+import { CATALOGUE, ERROR_COMPONENTS } from '../lib/metrics'
+import { samples } from './helpers/scrape'
 
 const root = join(__dirname, '..')
 const promDir = join(root, 'docs', 'prometheus')
@@ -197,6 +202,35 @@ t.test('every alert is unit-tested firing and not firing', async (t) => {
   const exprs = alertingRules.map((r) => r.expr).join('\n')
   for (const [what, needle] of [['target down', 'up{'], ['5xx ratio', 'http_requests_5xx'], ['latency SLO burn', 'slow_ratio'], ['DB error rate', 'db_errors'], ['pool saturation', 'db_pool_connections'], ['pending migrations', 'db_migrations_pending'], ['cache hit ratio drop', 'cache_get_hits']]) {
     t.ok(exprs.includes(needle), `an alert watches ${what}`)
+  }
+})
+
+t.test('the package health rule test starts the way the endpoint does', async (t) => {
+  interface RuleTest { name: string, input_series: Array<{ series: string, values: string }>, alert_rule_test?: Array<{ alertname: string, exp_alerts?: unknown[] }> }
+  const tests = (parseYaml(readFileSync(join(promDir, 'rules-test.yml'), 'utf8')) as { tests: RuleTest[] }).tests
+  const health = tests.find((c) => c.name === 'package health')
+  if (health === undefined) throw new Error('rules-test.yml has no "package health" test')
+  // A freshly started app, scraped before anything happened.
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(netboxMetrics, { enabled: true, defaultMetrics: false })
+  const exposed = samples((await app.inject('/metrics')).body)
+  const selfSeries = health.input_series.filter((s) => /^metrics_(errors|series_dropped)_total\{/.test(s.series))
+  const components = new Set<string>()
+  for (const { series, values } of selfSeries) {
+    // The series as the endpoint writes it: without the target labels Prometheus adds.
+    const name = series.slice(0, series.indexOf('{'))
+    const labels = [...series.matchAll(/(\w+)="([^"]*)"/g)].filter((m) => m[1] !== 'job' && m[1] !== 'instance')
+    const key = `${name}{${labels.map((m) => `${m[1]}="${m[2]}"`).join(',')}}`
+    if (name === 'metrics_errors_total') components.add(labels[0][2])
+    t.equal(Number(/^-?[\d.]+/.exec(values)?.[0]), exposed.get(key), `${key} starts at the endpoint's value ${String(exposed.get(key))}`)
+  }
+  t.same([...components].sort(), [...ERROR_COMPONENTS].sort(), 'every component the endpoint exposes is in the test')
+  // The first event of each: a series going from 0 up, and the alert firing for it.
+  const fires = (alert: string): boolean => (health.alert_rule_test ?? []).some((c) => c.alertname === alert && (c.exp_alerts ?? []).length > 0)
+  for (const [metric, alert] of [['metrics_errors_total', 'NetboxMetricsInternalErrors'], ['metrics_series_dropped_total', 'NetboxMetricsSeriesDropped']]) {
+    t.ok(selfSeries.some((s) => s.series.startsWith(`${metric}{`) && /^0x\d+ [1-9]/.test(s.values)), `${metric}: a series goes from 0 to its first event`)
+    t.ok(fires(alert), `${alert} fires on the first event`)
   }
 })
 

@@ -5,7 +5,7 @@ import http from 'node:http'
 import { Writable } from 'node:stream'
 import netboxMetrics from '../lib/index'
 import type { NetboxMetricsOptions } from '../lib/options'
-import { isAllowed, resolveAllow } from '../lib/access'
+import { isAllowed, resolveAllow, type ScrapeRequest } from '../lib/access'
 import { hasPromtool, lines, promtoolCheck, scrape, value } from './helpers/scrape'
 
 async function appWith (t: Tap.Test, opts: NetboxMetricsOptions, fastifyOpts: Parameters<typeof Fastify>[0] = {}): Promise<FastifyInstance> {
@@ -168,6 +168,32 @@ t.test('METRICS_PORT moves the endpoint to its own port', async (t) => {
   t.ok(listener?.listening, 'listening')
   const res = await get((listener?.address() as { port: number }).port, '/metrics')
   t.equal(res.status, 200)
+})
+
+t.test('an auth function gets the same request on the app\'s port and on the separate listener', async (t) => {
+  // Denies by address: loopback may not scrape. Before the shapes matched, the listener passed
+  // Node's raw request (no `ip`), and this function let every scrape through there.
+  const seen: Array<Record<string, string>> = []
+  const auth = (r: ScrapeRequest): boolean => {
+    seen.push({ keys: Object.keys(r).sort().join(','), ip: typeof r.ip, method: r.method, url: r.url, raw: String(r.raw.headers === r.headers), fastifyRequest: r.fastifyRequest === null ? 'null' : typeof r.fastifyRequest.id, frozen: String(Object.isFrozen(r)) })
+    return !['127.0.0.1', '::ffff:127.0.0.1', '::1'].includes(r.ip)
+  }
+  const onPort = await appWith(t, { auth })
+  await onPort.listen({ port: 0, host: '127.0.0.1' })
+  t.equal((await get((onPort.server.address() as { port: number }).port, '/metrics?x=1')).status, 403, 'app\'s port: loopback refused')
+  t.equal((await onPort.inject({ url: '/metrics', remoteAddress: '10.0.0.1' })).statusCode, 200, 'app\'s port: another address allowed')
+
+  const separate = await appWith(t, { auth, server: { port: 0 } })
+  await separate.ready()
+  const port = (separate.metrics.listener?.address() as { port: number }).port
+  t.equal((await get(port, '/metrics?x=1')).status, 403, 'separate listener: loopback refused too')
+
+  const fields = { keys: 'fastifyRequest,headers,ip,method,raw,url', ip: 'string', method: 'GET', url: '/metrics?x=1', raw: 'true', frozen: 'true' }
+  t.same(seen, [
+    { ...fields, fastifyRequest: 'string' },
+    { ...fields, url: '/metrics', fastifyRequest: 'string' },
+    { ...fields, fastifyRequest: 'null' }
+  ])
 })
 
 t.test('gzip when the scraper accepts it', async (t) => {
