@@ -29,7 +29,7 @@ interface MetricsDecorator {
   /** The separate metrics listener when `server` is set and the app is ready, else null. */
   readonly listener: import('node:http').Server | null
   /** Renders the registry as a scrape would (also when disabled, for tests and custom routes). */
-  render: (format?: ExpositionFormat) => Promise<string>
+  render: (format?: 'prometheus' | 'openmetrics') => Promise<string>
   /**
    * Wraps an application cache (a `Map`, a Redis client, an object with `get`/`set`) so it is
    * counted under `name` in this app's registry; same interface and type as the cache. When the
@@ -86,7 +86,7 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
     enabled: options.enabled,
     registry,
     options,
-    render: async (format: ExpositionFormat = 'prometheus') => (await render(format)).toString(),
+    render: async (format: 'prometheus' | 'openmetrics' = 'prometheus') => (await render(format)).toString(),
     instrumentCache: <C extends object>(cache: C, o: cacheHooks.InstrumentCacheOptions): C => cacheHooks.instrumentCacheFor(options.enabled ? metrics : undefined, cache, o)
   })
   fastify.decorate('metrics', decorator)
@@ -118,6 +118,7 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
   // The endpoint: a route of the app, or its own listener (lib/listener.ts), behind access control (lib/access.ts).
   const scrapeServer: ScrapeServer = {
     render,
+    protobuf: store === undefined,
     check: createAccessCheck(options.access.auth, options.access.allow, (err) => onInternalError('auth', err))
   }
   if (options.server !== null) {

@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net'
 import { promisify } from 'node:util'
 import { gzip as gzipCallback } from 'node:zlib'
 import type { AccessCheck, ScrapeRequest } from './access'
-import { negotiateFormat, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE, type ExpositionFormat } from './exposition'
+import { contentType, negotiateFormat, type ExpositionFormat } from './exposition'
 
 const gzip = promisify(gzipCallback)
 
@@ -20,6 +20,8 @@ export interface ScrapeServer {
   readonly check: AccessCheck | null
   /** Renders the exposition: the registry's, or every process's in multi-process mode. */
   readonly render: (format: ExpositionFormat) => Promise<string | Buffer>
+  /** Whether `render` can produce the protobuf exposition (not yet in the shared-directory mode). */
+  readonly protobuf: boolean
 }
 
 /** The answer to one scrape. */
@@ -43,11 +45,11 @@ export async function serveScrape (server: ScrapeServer, scrape: ScrapeRequest):
       return { statusCode: verdict.statusCode, headers: { ...verdict.headers, 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' }, body: verdict.statusCode === 401 ? 'Unauthorized\n' : 'Forbidden\n' }
     }
   }
-  const format = negotiateFormat(header(headers, 'accept'))
+  const format = negotiateFormat(header(headers, 'accept'), server.protobuf)
   const text = await server.render(format)
   const out: ScrapeResponse = {
     statusCode: 200,
-    headers: { 'content-type': format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : PROMETHEUS_CONTENT_TYPE, 'cache-control': 'no-store', vary: 'accept, accept-encoding' },
+    headers: { 'content-type': contentType(format), 'cache-control': 'no-store', vary: 'accept, accept-encoding' },
     body: text
   }
   const acceptEncoding = header(headers, 'accept-encoding')
