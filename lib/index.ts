@@ -72,7 +72,7 @@ function internalErrorReporter (fastify: FastifyInstance, metrics: MetricSet): (
 async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptions): Promise<void> {
   const options = resolveOptions(opts)
   const { registry } = options
-  const metrics = new MetricSet({ registry, prefix: options.prefix, buckets: options.buckets, maxSeriesPerMetric: options.maxSeriesPerMetric })
+  const metrics = new MetricSet({ registry, prefix: options.prefix, buckets: options.buckets, maxSeriesPerMetric: options.maxSeriesPerMetric, nativeHistograms: options.nativeHistograms })
   const onInternalError = internalErrorReporter(fastify, metrics)
   const onCollectError = (_name: string, err: unknown): void => onInternalError('collector', err)
 

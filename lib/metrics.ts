@@ -9,6 +9,7 @@
 import type { Registry } from 'prom-client'
 import { CounterFamily, GaugeFamily, HistogramFamily, isMetricFamily, type FamilyConfig, type MetricFamily } from './families'
 import { FNM_ERR_METRIC_CONFLICT } from './errors'
+import type { NativeHistogramConfig } from './native'
 
 /** Which bucket set a histogram uses. */
 export type BucketKind = 'latency' | 'size'
@@ -93,7 +94,12 @@ export interface MetricSetConfig {
   prefix: string
   buckets: { readonly latency: readonly number[], readonly size: readonly number[] }
   maxSeriesPerMetric: number
+  /** Native histogram settings for the duration families (`NATIVE_FAMILIES`); null or absent: classic only. */
+  nativeHistograms?: NativeHistogramConfig | null
 }
+
+/** The histograms that get native buckets when `nativeHistograms` is on. */
+export const NATIVE_FAMILIES: ReadonlySet<FamilyKey> = new Set<FamilyKey>(['httpDuration', 'httpPhase', 'dbDuration'])
 
 type FamilyOf<K extends FamilyKey> = (typeof CATALOGUE)[K]['type'] extends 'counter'
   ? CounterFamily
@@ -158,7 +164,7 @@ export class MetricSet {
     let family: MetricFamily<unknown>
     if (s.type === 'counter') family = new CounterFamily(config)
     else if (s.type === 'gauge') family = new GaugeFamily(config)
-    else family = new HistogramFamily({ ...config, buckets: this.config.buckets[s.buckets ?? 'latency'] })
+    else family = new HistogramFamily({ ...config, buckets: this.config.buckets[s.buckets ?? 'latency'], native: NATIVE_FAMILIES.has(key) ? this.config.nativeHistograms ?? null : null })
     this.registry.registerMetric(family as never)
     return family
   }
