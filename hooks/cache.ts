@@ -20,7 +20,9 @@
  * read that throws or rejects counts in `cache_get_fail_total` and its error reaches the caller
  * unchanged. Every other property and method passes through untouched (methods run with the
  * real cache as `this`), and a method that returns (or, for a Redis client, resolves to) the cache itself, like
- * node-redis's `connect()`, returns the wrapper instead.
+ * node-redis's `connect()`, returns the wrapper instead. A frozen cache whose counted methods
+ * are its own properties gets a frozen twin instead of a Proxy (see frozenTwin); a counted method
+ * locked with defineProperty on a cache that is not frozen is refused when wrapped.
  *
  * Late binding: a cache wrapped with `app.metrics.instrumentCache()` counts into that app's
  * registry. A cache wrapped with the standalone `instrumentCache()` (or an

@@ -322,20 +322,30 @@ function watchUpgrade (socket: Socket, res: StatefulResponse): void {
   const s = socket as Socket & Record<'write' | 'end', AnyFn>
   const originals = { write: s.write, end: s.end }
   const own = { write: Object.hasOwn(s, 'write'), end: Object.hasOwn(s, 'end') }
-  const unwatch = (): void => {
+  const watchers = { write: watch('write'), end: watch('end') }
+  function unwatch (): void {
     for (const name of ['write', 'end'] as const) {
+      if (s[name] !== watchers[name]) continue // replaced since by someone else: theirs stays
       if (own[name]) s[name] = originals[name]
       else delete (s as Partial<typeof s>)[name]
     }
   }
-  const watch = (name: 'write' | 'end'): AnyFn => function upgradeWatch (this: Socket, ...args: unknown[]): unknown {
-    unwatch()
-    const first = res[kResponseState]
-    if (first !== undefined && !first.done && !res.headersSent) settleRaw(first, args[0])
-    return originals[name].apply(this, args)
+  function watch (name: 'write' | 'end'): AnyFn {
+    return function upgradeWatch (this: Socket): unknown {
+      unwatch()
+      const first = res[kResponseState]
+      if (first !== undefined && !first.done && !res.headersSent) {
+        try {
+          settleRaw(first, arguments[0])
+        } catch (err) {
+          first.inst.report(err)
+        }
+      }
+      return originals[name].apply(this, arguments as unknown as unknown[])
+    }
   }
-  s.write = watch('write')
-  s.end = watch('end')
+  s.write = watchers.write
+  s.end = watchers.end
 }
 
 /** Settles the states of a response whose status line `chunk` was written straight to the socket. */
@@ -378,16 +388,17 @@ function countingWrite (this: StatefulResponse, chunk: any, ...rest: any[]): boo
  * body with res.end(chunk), with or without headers passed inline to res.writeHead(), where
  * neither Fastify nor res.getHeader() knows them. Installed and chained like countingWrite.
  */
-function recordingEnd (this: StatefulResponse, chunk?: any, ...rest: any[]): StatefulResponse {
+function recordingEnd (this: StatefulResponse, chunk?: unknown, encoding?: unknown): StatefulResponse {
   const first = this[kResponseState] as RequestState
   if (chunk != null && typeof chunk !== 'function') {
     for (let s: RequestState | null = first; s !== null; s = s.next) {
       if (s.done) continue
       s.endChunk = chunk
-      s.endEncoding = rest[0]
+      s.endEncoding = encoding
     }
   }
-  return (first.end as AnyFn).apply(this, [chunk, ...rest])
+  // Every response ends here: `arguments` as it is, no array built per call.
+  return (first.end as AnyFn).apply(this, arguments as unknown as unknown[])
 }
 
 /** Bytes of the chunk a response was ended with (see recordingEnd). */

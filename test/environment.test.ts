@@ -10,6 +10,17 @@ import Fastify from 'fastify'
 import netboxMetrics from '../lib/index'
 import { resolveOptions } from '../lib/options'
 
+/** Sets environment variables for one test, restored at its end. */
+function setEnv (t: Tap.Test, vars: Record<string, string>): void {
+  for (const [name, v] of Object.entries(vars)) {
+    const saved = process.env[name]
+    process.env[name] = v
+    t.teardown(() => { if (saved === undefined) delete process.env[name]; else process.env[name] = saved })
+  }
+}
+type Tap = typeof t
+declare namespace Tap { type Test = typeof t }
+
 t.test('METRICS_ENABLED: an unrecognised value is a coded error naming the variable and the accepted values', async (t) => {
   for (const v of ['enabled', 'True1', '2', 'disable']) {
     t.throws(() => resolveOptions({}, { METRICS_ENABLED: v }), {
@@ -25,9 +36,7 @@ t.test('METRICS_ENABLED: an unrecognised value is a coded error naming the varia
 })
 
 t.test('METRICS_ENABLED=enabled: registration rejects instead of turning metrics off silently', async (t) => {
-  const saved = process.env.METRICS_ENABLED
-  process.env.METRICS_ENABLED = 'enabled'
-  t.teardown(() => { if (saved === undefined) delete process.env.METRICS_ENABLED; else process.env.METRICS_ENABLED = saved })
+  setEnv(t, { METRICS_ENABLED: 'enabled' })
   const app = Fastify()
   t.teardown(() => app.close())
   await t.rejects(app.register(netboxMetrics).ready(), { code: 'FNM_ERR_ENV_INVALID', message: /METRICS_ENABLED="enabled"/ })
@@ -49,13 +58,7 @@ t.test('METRICS_HOST: empty means unset (loopback), never every interface', asyn
   t.same(resolveOptions({}, { METRICS_PORT: '9464', METRICS_HOST: '' }).server, { port: 9464, host: '127.0.0.1' })
   t.same(resolveOptions({}, { METRICS_PORT: '9464', METRICS_HOST: ' ::1 ' }).server, { port: 9464, host: '::1' })
 
-  const saved = { port: process.env.METRICS_PORT, host: process.env.METRICS_HOST }
-  process.env.METRICS_PORT = '0'
-  process.env.METRICS_HOST = ''
-  t.teardown(() => {
-    if (saved.port === undefined) delete process.env.METRICS_PORT; else process.env.METRICS_PORT = saved.port
-    if (saved.host === undefined) delete process.env.METRICS_HOST; else process.env.METRICS_HOST = saved.host
-  })
+  setEnv(t, { METRICS_PORT: '0', METRICS_HOST: '' })
   const app = Fastify()
   t.teardown(() => app.close())
   await app.register(netboxMetrics, { enabled: true, defaultMetrics: false })
