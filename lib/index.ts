@@ -109,7 +109,7 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
   // enabled plugin still open (hooks/cache.ts, "Late binding").
   if (cacheHooks.bindStandaloneCaches(metrics)) fastify.addHook('onClose', async () => { cacheHooks.releaseStandaloneCaches(metrics) })
 
-  installHttpHooks(fastify, { metrics, exclude: options.exclude, onInternalError })
+  installHttpHooks(fastify, { metrics, exclude: options.exclude, onInternalError, exemplars: options.exemplars })
 
   // ORM and database families (hooks/orm.ts), for each MikroORM instance given.
   const detachOrms = options.orm.map((instance) => orm.attachOrm(instance, metrics, onInternalError, options.migrationsTtl))

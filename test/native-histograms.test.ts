@@ -12,8 +12,7 @@ import { bucketKey, NativeBuckets, relativeError, schemaForFactor, type NativeHi
 import { HistogramFamily } from '../lib/families'
 import { ProtoWriter } from '../lib/protobuf'
 import { resolveOptions } from '../lib/options'
-import { decodeDelimited, nativeBuckets } from './helpers/protobuf'
-import { PROMETHEUS_PROTOBUF_ACCEPT } from './protobuf.test'
+import { decodeDelimited, nativeBuckets, PROMETHEUS_PROTOBUF_ACCEPT } from './helpers/protobuf'
 
 const seed = Number(process.env.FNM_NATIVE_SEED ?? Math.floor(Math.random() * 2 ** 31))
 t.comment(`seed ${seed} (replay with FNM_NATIVE_SEED=${seed})`)

@@ -11,10 +11,8 @@ import { Counter, Gauge, Histogram, Registry, Summary } from 'prom-client'
 import netboxMetrics from '../lib/index'
 import { negotiateFormat, PROTOBUF_CONTENT_TYPE } from '../lib/exposition'
 import { ProtoWriter, varintSize, zigzag } from '../lib/protobuf'
-import { decodeDelimited, protobufSamples, textSamples } from './helpers/protobuf'
+import { decodeDelimited, PROMETHEUS_PROTOBUF_ACCEPT, protobufSamples, textSamples } from './helpers/protobuf'
 
-/** What Prometheus 2.42 sends when its native histograms are on. */
-export const PROMETHEUS_PROTOBUF_ACCEPT = 'application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1'
 
 t.test('content negotiation picks protobuf only for delimited MetricFamily', async (t) => {
   t.equal(negotiateFormat(PROMETHEUS_PROTOBUF_ACCEPT), 'protobuf')

@@ -6,6 +6,9 @@
 import { join } from 'node:path'
 import protobuf from 'protobufjs'
 
+/** What Prometheus 2.42 sends when its native histograms are on. */
+export const PROMETHEUS_PROTOBUF_ACCEPT = 'application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1'
+
 const root = protobuf.loadSync(join(__dirname, '..', 'fixtures', 'client_model', 'metrics.proto'))
 const MetricFamily = root.lookupType('io.prometheus.client.MetricFamily')
 
