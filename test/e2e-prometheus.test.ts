@@ -9,7 +9,8 @@
  * has not been built.
  */
 import t from 'tap'
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
+import { Proc } from './helpers/proc'
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { freePort, get, sleep } from './helpers/net'
 import { tmpdir } from 'node:os'
@@ -34,34 +35,6 @@ const SENT = FIRST_BATCH + SECOND_BATCH
 
 
 interface Sample { metric: Record<string, string>, value: [number, string] }
-
-/** A child process with its output kept, its exit awaited, and a stop that always ends it. */
-class Proc {
-  output = ''
-  exited = false
-  readonly done: Promise<void>
-  constructor (readonly name: string, readonly child: ChildProcess) {
-    child.stdout?.setEncoding('utf8').on('data', (c: string) => { this.output += c })
-    child.stderr?.setEncoding('utf8').on('data', (c: string) => { this.output += c })
-    this.done = new Promise((resolve) => child.on('exit', (code, signal) => {
-      this.exited = true
-      this.output += `\n(${name} exited: code ${String(code)}, signal ${String(signal)})\n`
-      resolve()
-    }))
-  }
-
-  /** SIGTERM to its process group, SIGKILL after `graceMs`. */
-  async stop (graceMs: number): Promise<void> {
-    if (this.exited || this.child.pid === undefined) return
-    const signal = (s: NodeJS.Signals): void => {
-      try { process.kill(-(this.child.pid as number), s) } catch { /* already gone */ }
-    }
-    signal('SIGTERM')
-    const timer = setTimeout(() => signal('SIGKILL'), graceMs)
-    await this.done
-    clearTimeout(timer)
-  }
-}
 
 t.test('a real Prometheus scrapes the demo app', { skip, timeout: 240000 }, async (t) => {
   const tmp = mkdtempSync(join(tmpdir(), 'fnm-e2e-prom-'))
