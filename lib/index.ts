@@ -80,7 +80,7 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
   // The shared-directory mode (lib/multiprocess.ts): scrapes aggregate every process's files.
   let store: MultiprocessStore | undefined
   const render = async (format: ExpositionFormat): Promise<string | Buffer> =>
-    store !== undefined ? await store.render(format, onCollectError) : await renderRegistryBuffer(registry, format, onCollectError)
+    store !== undefined ? await store.renderBuffer(format, onCollectError) : await renderRegistryBuffer(registry, format, onCollectError)
   const decorator: MetricsDecorator = Object.freeze({
     get listener () { return metricsListener() },
     enabled: options.enabled,
@@ -118,7 +118,6 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
   // The endpoint: a route of the app, or its own listener (lib/listener.ts), behind access control (lib/access.ts).
   const scrapeServer: ScrapeServer = {
     render,
-    protobuf: store === undefined,
     check: createAccessCheck(options.access.auth, options.access.allow, (err) => onInternalError('auth', err))
   }
   if (options.server !== null) {

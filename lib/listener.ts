@@ -20,8 +20,6 @@ export interface ScrapeServer {
   readonly check: AccessCheck | null
   /** Renders the exposition: the registry's, or every process's in multi-process mode. */
   readonly render: (format: ExpositionFormat) => Promise<string | Buffer>
-  /** Whether `render` can produce the protobuf exposition (not yet in the shared-directory mode). */
-  readonly protobuf: boolean
 }
 
 /** The answer to one scrape. */
@@ -45,7 +43,7 @@ export async function serveScrape (server: ScrapeServer, scrape: ScrapeRequest):
       return { statusCode: verdict.statusCode, headers: { ...verdict.headers, 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' }, body: verdict.statusCode === 401 ? 'Unauthorized\n' : 'Forbidden\n' }
     }
   }
-  const format = negotiateFormat(header(headers, 'accept'), server.protobuf)
+  const format = negotiateFormat(header(headers, 'accept'))
   const text = await server.render(format)
   const out: ScrapeResponse = {
     statusCode: 200,

@@ -17,15 +17,18 @@
  * `docs/multiprocess.md` describes the design, the file format and the operator's side.
  */
 import { createHash, randomBytes } from 'node:crypto'
-import { closeSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs'
+import { closeSync, fsyncSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs'
 import { readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { Registry, type MetricObjectWithValues, type MetricValue, type MetricValueWithName } from 'prom-client'
 import { FNM_ERR_MULTIPROCESS_DIR } from './errors'
-import { renderRegistry, type CollectErrorHandler, type ExpositionFormat } from './exposition'
-import { CounterFamily, GaugeFamily, HistogramFamily, isMetricFamily, type MetricFamily, type CounterSeries, type FamilyType, type GaugeSeries, type HistogramSeries } from './families'
+import { renderRegistryBuffer, type CollectErrorHandler, type ExpositionFormat } from './exposition'
+import { PB, type ProtoWriter } from './protobuf'
+import { BaseSeries, CounterFamily, GaugeFamily, HistogramFamily, isMetricFamily, MetricFamily, type CounterSeries, type FamilyType, type GaugeSeries, type HistogramSeries } from './families'
 import { CATALOGUE, type FamilyKey } from './metrics'
+import { kPoliteSignalListener } from './symbols'
+import type { ExpositionWriter } from './writer'
 
 /** Default time between two snapshots of a process; a SIGKILL loses at most this much. */
 export const DEFAULT_FLUSH_INTERVAL_MS = 1000
@@ -87,7 +90,8 @@ export interface MultiprocessConfig {
 /** One family in a snapshot. Each series is its label values followed by its numbers. */
 export interface FamilySnapshot {
   name: string
-  type: FamilyType
+  /** `summary`: an application's prom-client Summary, as its `_sum` and `_count` (no quantiles). */
+  type: FamilyType | 'summary'
   help: string
   labelNames: string[]
   /** Gauges: how they combine. */
@@ -97,16 +101,23 @@ export interface FamilySnapshot {
   /**
    * counter, gauge: `[...labelValues, value]`; histogram: `[...labelValues, sum, count,
    * ...counts]` with non-cumulative counts, the last one for `+Inf`; trailing zero counts are
-   * left out (a missing count is 0).
+   * left out (a missing count is 0); summary: `[...labelValues, sum, count]`.
    */
   series: Array<Array<string | number | null | number[]>>
 }
 
-/** A metric that is not ours (prom-client's default metrics, the app's own), live processes only. */
+/**
+ * A metric of a live process only, one series per process with a `pid` label: `process`,
+ * prom-client's default metrics (`process_*`, `nodejs_*`; one value per process, however many
+ * registries report it); `gauge`, the application's own gauges (summed over the registries of
+ * the process).
+ */
 export interface ForeignSnapshot {
   name: string
   help: string
   type: string
+  /** Absent in files of earlier versions: `process`. */
+  kind?: 'process' | 'gauge'
   values: Array<{ metricName?: string, labels: Record<string, string | number>, value: number }>
 }
 
@@ -141,10 +152,23 @@ export interface ArchiveSnapshot {
 // ---------------------------------------------------------------------------------------------
 // Processes
 
+/** A short text of a `/proc` file, or `''` where there is none. */
+function procText (read: () => string): string {
+  try { return read().trim() } catch { return '' }
+}
+
 let hostHash: string | undefined
-/** A short hash of this host's name. */
+/**
+ * This process's node id: 8 hex digits of a hash of the host name, the boot id
+ * (`/proc/sys/kernel/random/boot_id`) and the pid namespace (`/proc/self/ns/pid`). Two processes
+ * with the same node id see the same process table, so one can ask whether the other runs
+ * (`kill(pid, 0)` and `/proc/<pid>/stat`); processes of other nodes (another container with its
+ * own pid namespace, another boot, another host) are judged by their heartbeat only.
+ */
 export function hostId (): string {
-  hostHash ??= createHash('sha1').update(hostname()).digest('hex').slice(0, 8)
+  hostHash ??= createHash('sha1')
+    .update(`${hostname()}\u0000${procText(() => readFileSync('/proc/sys/kernel/random/boot_id', 'latin1'))}\u0000${procText(() => readlinkSync('/proc/self/ns/pid'))}`)
+    .digest('hex').slice(0, 8)
   return hostHash
 }
 
@@ -267,31 +291,95 @@ function addSum (partials: number[], v: unknown): void {
 
 interface AggFamily {
   family: MetricFamily<unknown>
-  type: FamilyType
+  type: FamilySnapshot['type']
   mode: GaugeMode
   labelNames: string[]
   bounds?: number[]
   /** `latest` gauges: the heartbeat of the source of each series' value. */
   freshness?: Map<unknown, number>
   /** Histograms: the exact partials of each series' `_sum`. */
-  sums?: Map<HistogramSeries, number[]>
+  sums?: Map<HistogramSeries | SummarySeries, number[]>
+  /** Each series with its `_sum` partials, by the label values joined (see `slot`). */
+  index: Map<string, Slot>
 }
 
+/** A series of an aggregate family, found by its label values. */
+interface Slot {
+  series: unknown
+  partials: number[]
+}
+
+/** One foreign metric: its samples by process key (`process` kind: the freshest source's). */
 interface AggForeign {
   name: string
   help: string
   type: string
-  values: ForeignSnapshot['values']
+  kind: 'process' | 'gauge' | 'local'
+  byProcess: Map<string, { pid: number, heartbeat: number, values: ForeignSnapshot['values'] }>
 }
 
 /** Where a snapshot comes from, which decides what of it counts. */
 type SourceKind = 'local' | 'live' | 'dead'
 
+/** One series of an application's prom-client Summary in multiprocess mode: `_sum` and `_count`. */
+class SummarySeries extends BaseSeries {
+  sum = 0
+  count = 0
+}
+
 /**
- * Sums snapshots into lean families. Counters and histograms are added from every source;
- * gauges from local and live ones only, by their mode; foreign metrics from local and live ones,
- * each sample with a `pid` label. The first snapshot of a family decides its help, label names
- * and buckets; a later one with other label names or another type is left out (and reported).
+ * An application's prom-client Summary summed over processes: `_sum` and `_count` only
+ * (quantiles cannot be combined, as with prometheus_client's multiprocess mode).
+ */
+class SummaryFamily extends MetricFamily<SummarySeries> {
+  readonly type = 'summary' as unknown as FamilyType
+  protected create (values: readonly string[]): SummarySeries {
+    return new SummarySeries(this.labelNames, values)
+  }
+
+  protected values (): Array<MetricValue<string>> {
+    const out: Array<MetricValueWithName<string>> = []
+    for (const s of this.entries()) {
+      out.push({ metricName: `${this.name}_sum`, labels: { ...s.labels }, value: s.sum })
+      out.push({ metricName: `${this.name}_count`, labels: { ...s.labels }, value: s.count })
+    }
+    return out
+  }
+
+  renderSamples (w: ExpositionWriter, sampleName: string, from = 0, to = Infinity): void {
+    const end = Math.min(to, this.size)
+    for (let i = from; i < end; i++) {
+      const s = this.at(i)
+      const labels = s.labelText === '' ? '' : `{${s.labelText}}`
+      w.text(`${sampleName}_sum${labels} `)
+      w.number(s.sum)
+      w.text(`\n${sampleName}_count${labels} `)
+      w.number(s.count)
+      w.text('\n')
+    }
+  }
+
+  encodeSeries (w: ProtoWriter, from = 0, to = Infinity): void {
+    const end = Math.min(to, this.size)
+    for (let i = from; i < end; i++) {
+      const s = this.at(i)
+      const metric = w.begin(PB.family.metric)
+      w.raw(s.protoLabels)
+      const at = w.begin(PB.metric.summary)
+      w.uint(PB.summary.count, s.count)
+      w.double(PB.summary.sum, s.sum)
+      w.end(at)
+      w.end(metric)
+    }
+  }
+}
+
+/**
+ * Sums snapshots into lean families. Counters, histograms and summaries are added from every
+ * source; gauges from local and live ones only, by their mode; foreign metrics from local and
+ * live ones, one series per process with a `pid` label. The first snapshot of a family decides
+ * its help, label names and buckets; a later one with other label names or another type is left
+ * out (and reported).
  */
 export class Aggregate {
   readonly families = new Map<string, AggFamily>()
@@ -320,22 +408,23 @@ export class Aggregate {
       const bounds = f.type !== 'histogram' ? undefined : this.keepLayouts ? f.buckets ?? [] : [...(this.preferredBounds?.get(f.name) ?? f.buckets ?? [])]
       const family = f.type === 'counter'
         ? new CounterFamily(config)
-        : f.type === 'gauge' ? new GaugeFamily(config) : new HistogramFamily({ ...config, buckets: bounds ?? [] })
-      agg = { family, type: f.type, mode: f.mode ?? 'sum', labelNames: f.labelNames, bounds }
+        : f.type === 'gauge'
+          ? new GaugeFamily(config)
+          : f.type === 'summary' ? new SummaryFamily(config) : new HistogramFamily({ ...config, buckets: bounds ?? [] })
+      agg = { family, type: f.type, mode: f.mode ?? 'sum', labelNames: f.labelNames, bounds, index: new Map() }
       if (agg.mode === 'latest') agg.freshness = new Map()
-      if (f.type === 'histogram') agg.sums = new Map()
+      if (f.type === 'histogram' || f.type === 'summary') agg.sums = new Map()
       this.families.set(key, agg)
     } else if (agg.type !== f.type || !sameArray(agg.labelNames, f.labelNames)) {
       this.onMismatch(f.name)
       return
     }
     const n = f.labelNames.length
-    const fam = agg.family
     if (agg.type === 'counter') {
-      for (const s of f.series) (fam.child(...(s.slice(0, n) as string[])) as CounterSeries).value += num(s[n])
+      for (const s of f.series) (this.slot(agg, s, n).series as CounterSeries).value += num(s[n])
     } else if (agg.type === 'gauge') {
       for (const s of f.series) {
-        const g = fam.child(...(s.slice(0, n) as string[])) as GaugeSeries
+        const g = this.slot(agg, s, n).series as GaugeSeries
         const v = typeof s[n] === 'number' ? s[n] as number : NaN
         if (agg.mode === 'sum') g.value += v
         else if (agg.mode === 'max') g.value = g.value === 0 ? v : Math.max(g.value, v)
@@ -345,13 +434,19 @@ export class Aggregate {
           if ((fresh.get(g) ?? -1) < at) { fresh.set(g, at); g.value = v }
         }
       }
+    } else if (agg.type === 'summary') {
+      for (const s of f.series) {
+        const slot = this.slot(agg, s, n)
+        const h = slot.series as SummarySeries
+        addSum(slot.partials, s[n])
+        h.count += num(s[n + 1])
+      }
     } else {
       const same = f.buckets !== undefined && agg.bounds !== undefined && sameArray(f.buckets, agg.bounds)
       for (const s of f.series) {
-        const h = fam.child(...(s.slice(0, n) as string[])) as HistogramSeries
-        let partials = (agg.sums as Map<HistogramSeries, number[]>).get(h)
-        if (partials === undefined) { partials = []; (agg.sums as Map<HistogramSeries, number[]>).set(h, partials) }
-        addSum(partials, s[n])
+        const slot = this.slot(agg, s, n)
+        const h = slot.series as HistogramSeries
+        addSum(slot.partials, s[n])
         h.count += num(s[n + 1])
         const counts = h.counts
         if (same) {
@@ -374,34 +469,100 @@ export class Aggregate {
     }
   }
 
-  addForeign (foreign: readonly ForeignSnapshot[], pid: number): void {
-    const pidText = String(pid)
+  /**
+   * The series of a snapshot row (its first `n` values are the labels), created on first use.
+   * Looked up by the label values joined, without the copies `child(...labels)` needs: a
+   * scrape does this for every series of every file.
+   */
+  private slot (agg: AggFamily, row: ReadonlyArray<unknown>, n: number): Slot {
+    let key = n === 0 ? '' : String(row[0])
+    for (let i = 1; i < n; i++) key += '\u0000' + String(row[i])
+    let slot = agg.index.get(key)
+    if (slot === undefined) {
+      const series = agg.family.child(...(row.slice(0, n) as string[]))
+      slot = { series, partials: [] }
+      agg.sums?.set(series as HistogramSeries, slot.partials)
+      agg.index.set(key, slot)
+    }
+    return slot
+  }
+
+  /**
+   * Adds the foreign metrics of one process. `process` metrics keep one value per process (the
+   * freshest registry's: two registries of one process report the same process); `gauge` ones
+   * are summed over the registries of the process; `local` ones (the scraping process's
+   * scrape-time metrics) are rendered as they are, without a `pid` label.
+   */
+  addForeign (foreign: readonly ForeignSnapshot[], processKey: string, pid: number, heartbeat: number, local = false): void {
     for (const m of foreign) {
+      const kind = local ? 'local' : m.kind ?? 'process'
       let agg = this.foreign.get(m.name)
       if (agg === undefined) {
-        agg = { name: m.name, help: m.help, type: m.type, values: [] }
+        agg = { name: m.name, help: m.help, type: m.type, kind, byProcess: new Map() }
         this.foreign.set(m.name, agg)
-      } else if (agg.type !== m.type) {
+      } else if (agg.type !== m.type || agg.kind !== kind) {
         this.onMismatch(m.name)
         continue
       }
-      for (const v of m.values) agg.values.push({ metricName: v.metricName, labels: { pid: pidText, ...v.labels }, value: v.value })
+      const prev = agg.byProcess.get(processKey)
+      if (prev === undefined) agg.byProcess.set(processKey, { pid, heartbeat, values: m.values })
+      else if (kind === 'gauge' || kind === 'local') prev.values = prev.values.concat(m.values)
+      else if (heartbeat > prev.heartbeat) agg.byProcess.set(processKey, { pid, heartbeat, values: m.values })
     }
   }
 
   /**
-   * The counters and histograms as snapshot families (for the archive); histogram sums as their
-   * exact partials, so that merging into the archive loses nothing.
+   * The `pid` label of each process. Two live processes with one pid (containers with their own
+   * pid namespaces) are told apart by their node id: `pid="1@0a7c9cdf"`.
+   */
+  private pidLabels (): Map<string, string> {
+    const pids = new Map<number, Set<string>>()
+    for (const f of this.foreign.values()) {
+      for (const [key, p] of f.byProcess) {
+        let keys = pids.get(p.pid)
+        if (keys === undefined) { keys = new Set(); pids.set(p.pid, keys) }
+        keys.add(key)
+      }
+    }
+    const out = new Map<string, string>()
+    for (const [pid, keys] of pids) for (const key of keys) out.set(key, keys.size === 1 ? String(pid) : `${pid}@${key.slice(0, key.indexOf('-'))}`)
+    return out
+  }
+
+  /** A foreign metric's samples with their `pid` labels; same series of one process summed. */
+  private foreignValues (f: AggForeign, pidLabels: ReadonlyMap<string, string>): ForeignSnapshot['values'] {
+    const out: ForeignSnapshot['values'] = []
+    for (const [key, p] of f.byProcess) {
+      const extra = f.kind === 'local' ? undefined : pidLabels.get(key)
+      if (f.kind === 'process' || f.kind === 'local') {
+        for (const v of p.values) out.push({ metricName: v.metricName, labels: extra === undefined ? v.labels : { pid: extra, ...v.labels }, value: v.value })
+        continue
+      }
+      const summed = new Map<string, ForeignSnapshot['values'][number]>()
+      for (const v of p.values) {
+        const k = `${v.metricName ?? ''}\u0000${JSON.stringify(v.labels)}`
+        const s = summed.get(k)
+        if (s === undefined) summed.set(k, { metricName: v.metricName, labels: { pid: extra as string, ...v.labels }, value: v.value })
+        else s.value += v.value
+      }
+      out.push(...summed.values())
+    }
+    return out
+  }
+
+  /**
+   * The counters, histograms and summaries as snapshot families (for the archive); sums as
+   * their exact partials, so that merging into the archive loses nothing.
    */
   toSnapshots (): FamilySnapshot[] {
     const out: FamilySnapshot[] = []
     for (const agg of this.families.values()) {
       if (agg.type === 'gauge') continue
-      const snap = familySnapshot(agg.family, undefined, undefined)
+      const snap = familySnapshot(agg.family, undefined)
       if (agg.sums !== undefined) {
         const n = agg.labelNames.length
         let i = 0
-        for (const h of agg.family.entries() as Iterable<HistogramSeries>) {
+        for (const h of agg.family.entries() as Iterable<HistogramSeries | SummarySeries>) {
           const partials = agg.sums.get(h)
           if (partials !== undefined) snap.series[i][n] = partials.length === 1 ? partials[0] : partials.length === 0 ? 0 : [...partials]
           i++
@@ -412,7 +573,7 @@ export class Aggregate {
     return out
   }
 
-  /** Sets every histogram series' `_sum` to the correctly rounded exact sum. */
+  /** Sets every histogram and summary series' `_sum` to the correctly rounded exact sum. */
   private finish (): void {
     for (const agg of this.families.values()) {
       if (agg.sums === undefined) continue
@@ -426,9 +587,10 @@ export class Aggregate {
     const registry = new Registry()
     if (defaultLabels !== undefined && Object.keys(defaultLabels).length > 0) registry.setDefaultLabels(defaultLabels)
     for (const agg of this.families.values()) registry.registerMetric(agg.family as never)
+    const pidLabels = this.pidLabels()
     for (const f of this.foreign.values()) {
       if (this.families.has(f.name)) continue
-      const metric = { name: f.name, help: f.help, type: f.type, aggregator: 'sum', values: f.values }
+      const metric = { name: f.name, help: f.help, type: f.type, aggregator: 'sum', values: this.foreignValues(f, pidLabels) }
       registry.registerMetric({ name: f.name, help: f.help, type: f.type, aggregator: 'sum', get: async () => metric } as never)
     }
     return registry
@@ -438,9 +600,9 @@ export class Aggregate {
 /** Values handed over to the archive already, per family and label key (see `release`). */
 type Baseline = Map<string, Map<string, readonly number[]>>
 
-/** A family's series as a snapshot; counters and histograms less the baseline, if any. */
-function familySnapshot (family: MetricFamily<unknown>, mode: GaugeMode | undefined, baseline: Map<string, readonly number[]> | undefined): FamilySnapshot {
-  const type = family.type
+/** A family's series as a snapshot; counters, histograms and summaries less the baseline, if any. */
+function familySnapshot (family: MetricFamily<unknown>, mode: GaugeMode | undefined, baseline?: Map<string, readonly number[]>): FamilySnapshot {
+  const type = family.type as FamilySnapshot['type']
   const labelNames = [...family.labelNames]
   const series: FamilySnapshot['series'] = []
   const snap: FamilySnapshot = { name: family.name, type, help: family.help, labelNames, series }
@@ -450,19 +612,74 @@ function familySnapshot (family: MetricFamily<unknown>, mode: GaugeMode | undefi
     const row: Array<string | number> = []
     for (const name of labelNames) row.push(s.labels[name])
     const base = baseline?.get(row.join('\u0000'))
-    if (type === 'histogram') {
+    if (type === 'histogram' || type === 'summary') {
       const h = s as HistogramSeries
       row.push(h.sum - (base?.[0] ?? 0), h.count - (base?.[1] ?? 0))
-      const counts = h.counts
-      for (let i = 0; i < counts.length; i++) row.push(counts[i] - (base?.[2 + i] ?? 0))
-      // Trailing empty buckets are left out (readers take a missing count as 0): most
-      // observations sit in the low buckets, and this keeps the files small and quick to parse.
-      while (row.length > labelNames.length + 2 && row[row.length - 1] === 0) row.pop()
+      if (type === 'histogram') {
+        const counts = h.counts
+        for (let i = 0; i < counts.length; i++) row.push(counts[i] - (base?.[2 + i] ?? 0))
+        // Trailing empty buckets are left out (readers take a missing count as 0): most
+        // observations sit in the low buckets, and this keeps the files small and quick to parse.
+        while (row.length > labelNames.length + 2 && row[row.length - 1] === 0) row.pop()
+      }
     } else {
       row.push((s as CounterSeries).value - (type === 'counter' ? (base?.[0] ?? 0) : 0))
     }
     series.push(row)
   }
+  return snap
+}
+
+/** The value of `get()` of a prom-client metric. */
+type PromMetricValues = MetricObjectWithValues<MetricValue<string>>
+
+/** The label names of an application metric: its declared ones, then any other its samples carry. */
+function appLabelNames (metric: { labelNames?: unknown }, values: PromMetricValues['values'], skip: string): string[] {
+  const names = Array.isArray(metric.labelNames) ? (metric.labelNames as unknown[]).filter((n): n is string => typeof n === 'string' && n !== skip) : []
+  const extra = new Set<string>()
+  for (const v of values) for (const k of Object.keys(v.labels ?? {})) if (k !== skip && !names.includes(k)) extra.add(k)
+  return [...names, ...[...extra].sort()]
+}
+
+/**
+ * An application's prom-client Counter, Histogram or Summary as a snapshot family, less the
+ * baseline: summed over processes and archived like this package's own families. Histogram
+ * buckets are made non-cumulative; a Summary keeps `_sum` and `_count`.
+ */
+export function appFamilySnapshot (metric: { labelNames?: unknown }, got: PromMetricValues, baseline?: Map<string, readonly number[]>): FamilySnapshot {
+  const type = String(got.type) as 'counter' | 'histogram' | 'summary'
+  const values = got.values ?? []
+  const skip = type === 'histogram' ? 'le' : type === 'summary' ? 'quantile' : ''
+  const labelNames = appLabelNames(metric, values, skip)
+  const snap: FamilySnapshot = { name: got.name, type, help: got.help, labelNames, series: [] }
+  const rows = new Map<string, { labels: string[], nums: number[], cum: Array<[number, number]> }>()
+  for (const v of values) {
+    const labels = labelNames.map((n) => { const x = (v.labels as Record<string, unknown>)[n]; return x === undefined ? '' : String(x) })
+    const key = labels.join('\u0000')
+    let row = rows.get(key)
+    if (row === undefined) { row = { labels, nums: type === 'counter' ? [0] : [0, 0], cum: [] }; rows.set(key, row) }
+    const sample = (v as MetricValueWithName<string>).metricName ?? got.name
+    if (type === 'counter') row.nums[0] += v.value
+    else if (sample.endsWith('_sum')) row.nums[0] = v.value
+    else if (sample.endsWith('_count')) row.nums[1] = v.value
+    else if (type === 'histogram' && sample.endsWith('_bucket')) {
+      const le = (v.labels as Record<string, unknown>).le
+      row.cum.push([le === '+Inf' ? Infinity : Number(le), v.value])
+    }
+  }
+  for (const row of rows.values()) {
+    if (type === 'histogram') {
+      row.cum.sort((x, y) => x[0] - y[0])
+      snap.buckets ??= row.cum.filter(([b]) => Number.isFinite(b)).map(([b]) => b)
+      let prev = 0
+      for (const [, c] of row.cum) { row.nums.push(c - prev); prev = c }
+    }
+    const base = baseline?.get(row.labels.join('\u0000'))
+    if (base !== undefined) for (let i = 0; i < row.nums.length; i++) row.nums[i] -= base[i] ?? 0
+    while (type === 'histogram' && row.nums.length > 2 && row.nums[row.nums.length - 1] === 0) row.nums.pop()
+    snap.series.push([...row.labels, ...row.nums])
+  }
+  if (type === 'histogram') snap.buckets ??= []
   return snap
 }
 
@@ -513,26 +730,30 @@ function onProcessExit (): void {
 }
 
 /**
- * Listeners of a signal that, like ours, only clean up and let the signal end the process:
+ * Listeners of a signal that, like ours, only clean up and let the signal end the process: ours
+ * and those of other copies of this package (marked with a registered symbol), and
  * signal-exit's (v3 and v4; used by test runners and coverage tools), which defers to any other
  * listener the same way. Counting them avoids each waiting for the other.
  */
-function politeListeners (): number {
+function politeListeners (signal: NodeJS.Signals): number {
+  let ours = 0
+  for (const l of process.listeners(signal)) if ((l as unknown as Record<symbol, unknown>)[kPoliteSignalListener] === true) ours++
   const g = globalThis as unknown as Record<symbol, { count?: unknown } | undefined>
   const v4 = g[Symbol.for('signal-exit emitter')]?.count
   const v3 = (process as unknown as { __signal_exit_emitter__?: { count?: unknown } }).__signal_exit_emitter__?.count
-  return 1 + (typeof v4 === 'number' ? v4 : 0) + (typeof v3 === 'number' ? v3 : 0)
+  return ours + (typeof v4 === 'number' ? v4 : 0) + (typeof v3 === 'number' ? v3 : 0)
 }
 
 function onSignal (signal: NodeJS.Signals): void {
   // Another listener means the application handles the signal: it decides when to exit, and the
   // 'exit' event hands the totals over then. Alone, we hand them over now and let the signal do
   // what it would have done without us.
-  if (process.listenerCount(signal) > politeListeners()) return
+  if (process.listenerCount(signal) > politeListeners(signal)) return
   onProcessExit()
   uninstallHandlers()
   process.kill(process.pid, signal)
 }
+Object.defineProperty(onSignal, kPoliteSignalListener, { value: true })
 
 function installHandlers (): void {
   if (handlersInstalled) return
@@ -550,6 +771,74 @@ function uninstallHandlers (): void {
 
 class ReadError extends Error {}
 
+/** Whether a parsed file has the shape of a snapshot (a torn or foreign file does not). */
+function wellFormed (x: unknown, archive: boolean): boolean {
+  const o = x as Partial<ProcessSnapshot & ArchiveSnapshot> | null
+  if (o === null || typeof o !== 'object' || o.format !== (archive ? `${FORMAT}/archive` : FORMAT) || !Array.isArray(o.families)) return false
+  if (archive ? (o.merged === null || typeof o.merged !== 'object') : typeof o.id !== 'string') return false
+  return o.families.every((f) => f !== null && typeof f === 'object' && typeof f.name === 'string' && Array.isArray(f.labelNames) && Array.isArray(f.series) && f.series.every(Array.isArray))
+}
+
+/** Whether a process file holds a final snapshot, from its first bytes (`final` comes before the families). */
+function isFinalFile (path: string): boolean {
+  try {
+    const fd = openSync(path, 'r')
+    try {
+      const buf = Buffer.alloc(512)
+      const n = readSync(fd, buf, 0, buf.length, 0)
+      return buf.toString('utf8', 0, n).includes('"final":true')
+    } finally {
+      closeSync(fd)
+    }
+  } catch {
+    return false
+  }
+}
+
+/** Writes `data` to `tmp`, optionally fsyncs it, and renames it to `path` (then fsyncs the directory). */
+function writeAtomicSync (dir: string, tmp: string, path: string, data: string, durable: boolean): void {
+  const fd = openSync(tmp, 'w')
+  try {
+    writeFileSync(fd, data)
+    if (durable) fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+  renameSync(tmp, path)
+  if (durable) {
+    try {
+      const d = openSync(dir, 'r')
+      try { fsyncSync(d) } finally { closeSync(d) }
+    } catch {}
+  }
+}
+
+/** What a snapshot holds besides this package's families: the rest of the registry. */
+interface RegistryParts {
+  /** The application's counters, histograms and summaries. */
+  app: FamilySnapshot[]
+  /** Per-process metrics and the application's gauges. */
+  foreign: ForeignSnapshot[]
+  /** Metrics with a `collect()` callback: the scraping process's own values, never written. */
+  local: ForeignSnapshot[]
+}
+
+/** A foreign metric's samples, copied. */
+function foreignOf (got: PromMetricValues, kind: 'process' | 'gauge'): ForeignSnapshot {
+  return {
+    name: got.name,
+    help: got.help,
+    type: String(got.type),
+    kind,
+    values: (got.values ?? []).map((v) => {
+      const o: ForeignSnapshot['values'][number] = { labels: { ...(v.labels as Record<string, string | number>) }, value: v.value }
+      const metricName = (v as MetricValueWithName<string>).metricName
+      if (metricName !== undefined) o.metricName = metricName
+      return o
+    })
+  }
+}
+
 /**
  * The shared-directory store of one registry in one process. Get it with `acquire()` (one per
  * registry, reference-counted), give it back with `release()`.
@@ -560,13 +849,14 @@ export class MultiprocessStore {
   readonly id: string
   readonly file: string
   private readonly registry: Registry
+  private readonly prefix: string
   private readonly onError: (component: string, err: unknown) => void
   private readonly gaugeModes = new Map<string, GaugeMode>()
   private readonly bounds = new Map<string, readonly number[]>()
   private readonly host = hostId()
   private readonly pstart = ownStart()
+  private readonly processKey: string
   private readonly startedAt = Date.now()
-  private readonly baseline: Baseline | undefined
   private refs = 0
   private seq = 0
   private tmpSeq = 0
@@ -574,15 +864,22 @@ export class MultiprocessStore {
   private chain: Promise<unknown> = Promise.resolve()
   private busy = false
   private closed = false
+  /** The hand-over of a closing store; a successor's snapshots wait for it (its baseline). */
+  private handover: Promise<void> | undefined
+  /** The application's metrics as of the last flush, for the synchronous final snapshot at exit. */
+  private lastParts: RegistryParts | undefined
+  /** A scrape found the archive unreadable: the next merge sets it aside. */
+  private archiveSuspect = false
 
   private constructor (opts: StoreOptions) {
     this.registry = opts.registry
+    this.prefix = opts.prefix
     this.dir = opts.config.dir
     this.intervalMs = opts.config.flushIntervalMs
     this.onError = opts.onError
     this.id = `${this.host}-${process.pid}-${this.pstart}-${randomBytes(6).toString('hex')}`
+    this.processKey = `${this.host}-${process.pid}-${this.pstart}`
     this.file = join(this.dir, `fnm-${this.id}.json`)
-    this.baseline = HANDED_OVER.get(opts.registry)
     for (const key of Object.keys(CATALOGUE) as FamilyKey[]) {
       const spec: { type: string, name: string, buckets?: 'latency' | 'size' } = CATALOGUE[key]
       if (spec.type === 'gauge') this.gaugeModes.set(opts.prefix + spec.name, GAUGE_MODES[key] ?? 'sum')
@@ -591,29 +888,37 @@ export class MultiprocessStore {
   }
 
   /**
-   * The store of a registry, created (and the directory checked) on first use.
+   * The store of a registry, created (and the directory checked) on first use. A store created
+   * while the previous store of the registry is still handing its totals over waits for it
+   * before its first snapshot, so that what was handed over is not counted again.
    * @throws FNM_ERR_MULTIPROCESS_DIR when the directory is missing or not writable
    */
   static acquire (opts: StoreOptions): MultiprocessStore {
     let store = STORES.get(opts.registry)
     if (store === undefined || store.closed) {
       checkDirectory(opts.config)
+      const previous = store
       store = new MultiprocessStore(opts)
       STORES.set(opts.registry, store)
-      store.open()
+      store.open(previous?.handover)
     }
     store.refs++
     return store
   }
 
-  private open (): void {
+  private open (previousHandover: Promise<void> | undefined): void {
     OPEN.add(this)
     installHandlers()
-    // A first file at once, so that the process is seen before its first interval.
-    try {
-      this.writeSync(this.snapshotSync(false))
-    } catch (err) {
-      this.onError('multiprocess', err)
+    if (previousHandover !== undefined) {
+      this.chain = previousHandover
+      void this.flush(false).catch(() => {})
+    } else {
+      // A first file at once, so that the process is seen before its first interval.
+      try {
+        this.writeSync(this.snapshotSync(false))
+      } catch (err) {
+        this.onError('multiprocess', err)
+      }
     }
     this.maintain()
     this.timer = setInterval(() => { this.tick() }, this.intervalMs)
@@ -632,16 +937,24 @@ export class MultiprocessStore {
    * this one has exited).
    */
   async release (): Promise<void> {
-    if (--this.refs > 0 || this.closed) return
+    if (--this.refs > 0 || this.closed) { await this.handover; return }
     this.closed = true
     if (this.timer !== undefined) clearInterval(this.timer)
     OPEN.delete(this)
     if (OPEN.size === 0) uninstallHandlers()
+    this.handover = this.handOver()
+    await this.handover
+  }
+
+  private async handOver (): Promise<void> {
     await this.chain.catch(() => {})
     try {
-      const snap = this.snapshotSync(true)
-      this.writeSync(snap)
-      HANDED_OVER.set(this.registry, baselineOf(snap.families, this.baseline))
+      const baseline = HANDED_OVER.get(this.registry)
+      const snap = this.snapshotSync(true, await this.readRegistry(false, undefined, baseline), baseline)
+      // Set even if the write below fails: the counts this store could not hand over are lost
+      // (since its last successful write), never counted twice by a successor.
+      HANDED_OVER.set(this.registry, baselineOf(snap.families, baseline))
+      this.writeSync(snap, this.file, true)
       for (let attempt = 0; attempt < 20; attempt++) {
         if (this.maintain(true)) break
         await new Promise((resolve) => setTimeout(resolve, 25))
@@ -658,7 +971,7 @@ export class MultiprocessStore {
     if (this.timer !== undefined) clearInterval(this.timer)
     OPEN.delete(this)
     try {
-      this.writeSync(this.snapshotSync(true))
+      this.writeSync(this.snapshotSync(true), this.file, true)
     } catch {
       // Exiting: nothing to report to. The last periodic snapshot stays.
     }
@@ -666,16 +979,22 @@ export class MultiprocessStore {
 
   // ----- snapshots
 
-  private familySnapshots (): FamilySnapshot[] {
+  private familySnapshots (baseline: Baseline | undefined): FamilySnapshot[] {
     const out: FamilySnapshot[] = []
     for (const m of this.registry.getMetricsAsArray() as unknown[]) {
       if (!isMetricFamily(m)) continue
-      out.push(familySnapshot(m, this.gaugeModes.get(m.name), this.baseline?.get(m.name)))
+      out.push(familySnapshot(m, this.gaugeModes.get(m.name), baseline?.get(m.name)))
     }
     return out
   }
 
-  private snapshotSync (final: boolean, foreign: ForeignSnapshot[] = []): ProcessSnapshot {
+  /**
+   * This package's families, read now, with the rest of the registry as read by the last flush
+   * (`parts`): the synchronous part of a snapshot.
+   */
+  private snapshotSync (final: boolean, parts = this.lastParts, baseline = HANDED_OVER.get(this.registry)): ProcessSnapshot {
+    const families = this.familySnapshots(baseline)
+    if (parts !== undefined) families.push(...parts.app)
     return {
       format: FORMAT,
       v: VERSION,
@@ -688,52 +1007,78 @@ export class MultiprocessStore {
       intervalMs: this.intervalMs,
       seq: this.seq++,
       final,
-      families: this.familySnapshots(),
-      foreign
+      families,
+      foreign: parts?.foreign ?? []
     }
   }
 
+  /** How a metric of the registry that is not one of ours is treated (`docs/multiprocess.md`). */
+  private roleOf (m: { name?: unknown, collect?: unknown }): 'process' | 'scrape' | 'app' {
+    const name = String(m.name)
+    const bare = name.startsWith(this.prefix) ? name.slice(this.prefix.length) : name
+    if (/^(process|nodejs)_/.test(bare)) return 'process'
+    return typeof m.collect === 'function' ? 'scrape' : 'app'
+  }
+
   /**
-   * Runs the scrape-time collectors (all of them for a scrape; on the timer only those of the
-   * summed and deduplicated gauges, which are cheap), reads the foreign metrics, then takes the
-   * snapshot of our families synchronously, so that it is one point in time.
+   * Reads the registry apart from this package's families: runs the scrape-time collectors of
+   * ours (all of them for a scrape; on the timer only those of the summed and deduplicated
+   * gauges, which are cheap), prom-client's default metrics, and the application's metrics;
+   * those with a `collect()` callback only for a scrape.
    */
-  private async snapshot (forScrape: boolean, onCollectError: CollectErrorHandler | undefined): Promise<ProcessSnapshot> {
+  private async readRegistry (forScrape: boolean, onCollectError: CollectErrorHandler | undefined, baseline: Baseline | undefined): Promise<RegistryParts> {
     const metrics = this.registry.getMetricsAsArray() as unknown[]
-    const foreign: ForeignSnapshot[] = []
-    await Promise.all(metrics.map(async (m) => {
+    const parts: RegistryParts = { app: [], foreign: [], local: [] }
+    const read = await Promise.all(metrics.map(async (m) => {
       const name = (m as { name?: string }).name ?? '(unnamed)'
       try {
         if (isMetricFamily(m)) {
           if (m.collect !== undefined && (forScrape || (m.type === 'gauge' && this.gaugeModes.get(m.name) !== 'latest'))) await m.prepare()
-          return
+          return undefined
         }
-        const got = await (m as { get: () => Promise<MetricObjectWithValues<MetricValue<string>>> }).get()
-        foreign.push({
-          name: got.name,
-          help: got.help,
-          type: String(got.type),
-          values: (got.values ?? []).map((v) => {
-            const o: ForeignSnapshot['values'][number] = { labels: { ...(v.labels as Record<string, string | number>) }, value: v.value }
-            const metricName = (v as MetricValueWithName<string>).metricName
-            if (metricName !== undefined) o.metricName = metricName
-            return o
-          })
-        })
+        const role = this.roleOf(m as { name?: unknown, collect?: unknown })
+        if (role === 'scrape' && !forScrape) return undefined
+        const got = await (m as { get: () => Promise<PromMetricValues> }).get()
+        const type = String(got.type)
+        if (role === 'process') return (): void => { parts.foreign.push(foreignOf(got, 'process')) }
+        if (role === 'scrape') return (): void => { parts.local.push(foreignOf(got, 'gauge')) }
+        if (type === 'counter' || type === 'histogram' || type === 'summary') return (): void => { parts.app.push(appFamilySnapshot(m as { labelNames?: unknown }, got, baseline?.get(got.name))) }
+        return (): void => { parts.foreign.push(foreignOf(got, 'gauge')) }
       } catch (err) {
         if (onCollectError !== undefined) onCollectError(name, err)
         else this.onError('collector', err)
+        return undefined
       }
     }))
-    return this.snapshotSync(false, foreign)
+    // In the registry's order, whatever order the reads finished in.
+    for (const add of read) add?.()
+    return parts
   }
 
   /** Takes a snapshot and writes it; writes are serialised, so the file only moves forward. */
   async flush (forScrape: boolean, onCollectError?: CollectErrorHandler): Promise<ProcessSnapshot> {
+    return (await this.flushParts(forScrape, onCollectError)).snap
+  }
+
+  /**
+   * `flush`, with the scrape-time metrics read for it. A failed write (a full disk, a read-only
+   * or vanished directory) is reported, and the snapshot is still returned: a scrape answers
+   * from memory.
+   */
+  private async flushParts (forScrape: boolean, onCollectError?: CollectErrorHandler): Promise<{ snap: ProcessSnapshot, local: ForeignSnapshot[] }> {
     const run = this.chain.then(async () => {
-      const snap = await this.snapshot(forScrape, onCollectError)
-      if (!this.closed) await this.write(snap)
-      return snap
+      const baseline = HANDED_OVER.get(this.registry)
+      const parts = await this.readRegistry(forScrape, onCollectError, baseline)
+      this.lastParts = parts
+      const snap = this.snapshotSync(false, parts, baseline)
+      if (!this.closed) {
+        try {
+          await this.write(snap)
+        } catch (err) {
+          this.onError('multiprocess', err)
+        }
+      }
+      return { snap, local: parts.local }
     })
     this.chain = run.catch(() => {})
     return await run
@@ -754,11 +1099,11 @@ export class MultiprocessStore {
     }
   }
 
-  private writeSync (snap: ProcessSnapshot | ArchiveSnapshot, path = this.file): void {
+  /** Writes a file atomically; `durable` (the archive, final snapshots): fsynced before the rename. */
+  private writeSync (snap: ProcessSnapshot | ArchiveSnapshot, path = this.file, durable = false): void {
     const tmp = this.tmpName()
     try {
-      writeFileSync(tmp, JSON.stringify(snap))
-      renameSync(tmp, path)
+      writeAtomicSync(this.dir, tmp, path, JSON.stringify(snap), durable)
     } catch (err) {
       try { unlinkSync(tmp) } catch {}
       throw err
@@ -771,27 +1116,47 @@ export class MultiprocessStore {
    * The exposition of every process sharing the directory. Order matters for exactness: this
    * process's snapshot is written first (so a later scrape of another process sees at least what
    * this one reports), then the other process files are read, then the archive, and a file whose
-   * id the archive lists is skipped (it was merged while we read).
+   * id the archive lists is skipped (it was merged while we read). A closed store reports no
+   * snapshot of its own: its final one is in its file or already in the archive.
    */
-  async render (format: ExpositionFormat, onCollectError?: CollectErrorHandler): Promise<string> {
-    const own = await this.flush(true, onCollectError)
-    const names = await readdir(this.dir)
-    const files = await Promise.all(names.filter((n) => PROCESS_FILE.test(n) && n !== `fnm-${this.id}.json`).map(async (n) => await this.readJson<ProcessSnapshot>(n)))
-    const archive = await this.readJson<ArchiveSnapshot>(ARCHIVE_FILE)
+  async render (format: 'prometheus' | 'openmetrics', onCollectError?: CollectErrorHandler): Promise<string> {
+    return (await this.renderBuffer(format, onCollectError)).toString('utf8')
+  }
+
+  /** `render()` as bytes, in any exposition format (protobuf included). */
+  async renderBuffer (format: ExpositionFormat, onCollectError?: CollectErrorHandler): Promise<Buffer> {
+    let own: { snap: ProcessSnapshot, local: ForeignSnapshot[] } | undefined
+    if (!this.closed) {
+      own = await this.flushParts(true, onCollectError)
+      if (this.closed) own = undefined
+    }
+    if (own === undefined) await this.handover
+    let names: string[] = []
+    try {
+      names = await readdir(this.dir)
+    } catch (err) {
+      this.onError('multiprocess', err)
+    }
+    const ownName = `fnm-${this.id}.json`
+    const files = await Promise.all(names.filter((n) => PROCESS_FILE.test(n) && (own === undefined || n !== ownName)).map(async (n) => await this.readJson<ProcessSnapshot>(n, false)))
+    const archive = await this.readJson<ArchiveSnapshot>(ARCHIVE_FILE, true)
     const merged = archive?.merged ?? {}
     const agg = new Aggregate((name) => { this.onError('multiprocess', new Error(`metric '${name}' has another type or other labels in another process; left out`)) }, false, this.bounds)
-    agg.addFamilies(own.families, 'local', own.heartbeat)
-    agg.addForeign(own.foreign, own.pid)
+    if (own !== undefined) {
+      agg.addFamilies(own.snap.families, 'local', own.snap.heartbeat)
+      agg.addForeign(own.snap.foreign, this.processKey, process.pid, Infinity)
+      agg.addForeign(own.local, this.processKey, process.pid, Infinity, true)
+    }
     const now = Date.now()
     for (const f of files) {
       if (f === undefined || merged[f.id] !== undefined) continue
       const live = this.isLive(f, now)
       agg.addFamilies(f.families, live ? 'live' : 'dead', f.heartbeat)
-      if (live) agg.addForeign(f.foreign ?? [], f.pid)
+      if (live) agg.addForeign(f.foreign ?? [], `${f.host}-${f.pid}-${f.pstart}`, f.pid, f.heartbeat)
     }
     if (archive !== undefined) agg.addFamilies(archive.families, 'dead', 0)
     const defaults = (this.registry as unknown as { _defaultLabels?: Record<string, string> })._defaultLabels
-    return await renderRegistry(agg.toRegistry(defaults), format, onCollectError)
+    return await renderRegistryBuffer(agg.toRegistry(defaults), format, onCollectError)
   }
 
   /** Gauges of a process count while it runs and its heartbeat is fresh. */
@@ -801,32 +1166,35 @@ export class MultiprocessStore {
     return f.host !== this.host || processAlive(f.pid, f.pstart)
   }
 
-  /** A file's parsed content; undefined when it is gone (merged meanwhile) or unreadable (reported). */
-  private async readJson<T extends { format?: string }> (name: string): Promise<T | undefined> {
+  /**
+   * A file's parsed content; undefined when it is gone (merged meanwhile), unreadable or
+   * malformed (reported; an unreadable archive is set aside by the next merge).
+   */
+  private async readJson<T> (name: string, archive: boolean): Promise<T | undefined> {
     let text: string
     try {
       text = await readFile(join(this.dir, name), 'utf8')
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-      throw err
-    }
-    try {
-      const parsed = JSON.parse(text) as T
-      if (parsed.format !== FORMAT && parsed.format !== `${FORMAT}/archive`) throw new ReadError(`not a ${FORMAT} file`)
-      return parsed
-    } catch (err) {
-      this.onError('multiprocess', new ReadError(`${name}: ${(err as Error).message}`))
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.onError('multiprocess', err)
       return undefined
     }
+    let parsed: unknown
+    try { parsed = JSON.parse(text) } catch {}
+    if (wellFormed(parsed, archive)) return parsed as T
+    if (archive) this.archiveSuspect = true
+    this.onError('multiprocess', new ReadError(`${name}: not a well-formed ${FORMAT} file; left out`))
+    return undefined
   }
 
   // ----- merging dead processes into the archive
 
   /**
-   * Merges the files of dead processes of this host (and, with `self`, this closed store's own
-   * file) into the archive, then removes them; removes temporary files of dead processes.
-   * Synchronous, so no other work of this process interleaves. Returns false when the lock was
-   * held by a live process (try again later).
+   * Merges the files of dead processes into the archive, then removes them: of this node, those
+   * whose process is gone; of other nodes (other pid namespaces, boots or hosts, whose processes
+   * cannot be asked), those holding a final snapshot. With `self`, this closed store's own file
+   * too. Removes temporary files of dead processes of this node. Synchronous, so no other work
+   * of this process interleaves. Returns false when the lock was held by a live process (try
+   * again later).
    */
   maintain (self = false): boolean {
     try {
@@ -837,14 +1205,14 @@ export class MultiprocessStore {
         const m = PROCESS_FILE.exec(n)
         if (m !== null) {
           if (n === `fnm-${this.id}.json`) { if (self) dead.push(n); continue }
-          if (m[1] === this.host && !processAlive(Number(m[2]), m[3])) dead.push(n)
+          if (m[1] === this.host ? !processAlive(Number(m[2]), m[3]) : isFinalFile(join(this.dir, n))) dead.push(n)
           continue
         }
         const t = TMP_FILE.exec(n)
         if (t !== null && t[1] === this.host && !processAlive(Number(t[2]), t[3])) tmps.push(n)
       }
       for (const n of tmps) { try { unlinkSync(join(this.dir, n)) } catch {} }
-      if (dead.length === 0) return true
+      if (dead.length === 0 && !this.archiveSuspect) return true
       if (!this.lock()) return false
       try {
         this.mergeLocked(dead)
@@ -858,33 +1226,53 @@ export class MultiprocessStore {
     }
   }
 
+  /**
+   * The archive, or undefined when there is none. A torn or corrupt archive is set aside
+   * (renamed to `fnm-archive.corrupt-<time>-<random>.json`) and reported: the totals it held
+   * are lost, the merges go on.
+   */
+  private readArchiveLocked (archivePath: string): { archive: ArchiveSnapshot | undefined, setAside: boolean } {
+    let text: string
+    try {
+      text = readFileSync(archivePath, 'utf8')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { archive: undefined, setAside: false }
+      throw err
+    }
+    let parsed: unknown
+    try { parsed = JSON.parse(text) } catch {}
+    if (wellFormed(parsed, true)) return { archive: parsed as ArchiveSnapshot, setAside: false }
+    const aside = `fnm-archive.corrupt-${Date.now()}-${randomBytes(3).toString('hex')}.json`
+    renameSync(archivePath, join(this.dir, aside))
+    this.onError('multiprocess', new ReadError(`${ARCHIVE_FILE} is torn or corrupt; set aside as ${aside} (the totals of the processes it held are lost)`))
+    return { archive: undefined, setAside: true }
+  }
+
   private mergeLocked (dead: string[]): void {
     const now = Date.now()
     const archivePath = join(this.dir, ARCHIVE_FILE)
-    let archive: ArchiveSnapshot | undefined
-    try {
-      archive = JSON.parse(readFileSync(archivePath, 'utf8')) as ArchiveSnapshot
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-    }
+    const { archive, setAside } = this.readArchiveLocked(archivePath)
+    this.archiveSuspect = false
     const merged: Record<string, number> = { ...(archive?.merged ?? {}) }
     const agg = new Aggregate(() => { this.onError('multiprocess', new Error('a dead process file disagrees with the archive on a metric\'s type or labels; that metric is left out')) }, true)
     if (archive !== undefined) agg.addFamilies(archive.families, 'dead', 0)
     const done: string[] = []
-    let changed = false
+    let changed = setAside
     for (const n of dead) {
       const id = n.slice(4, -5)
       done.push(n)
       if (merged[id] !== undefined) continue // merged before a crash, not yet removed
-      let snap: ProcessSnapshot
+      let snap: unknown
       try {
-        snap = JSON.parse(readFileSync(join(this.dir, n), 'utf8')) as ProcessSnapshot
+        snap = JSON.parse(readFileSync(join(this.dir, n), 'utf8'))
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') { done.pop(); continue }
-        this.onError('multiprocess', new ReadError(`${n}: ${(err as Error).message}; removed`))
+      }
+      if (!wellFormed(snap, false)) {
+        this.onError('multiprocess', new ReadError(`${n}: not a well-formed ${FORMAT} file; removed`))
         continue
       }
-      agg.addFamilies(snap.families, 'dead', 0)
+      agg.addFamilies((snap as ProcessSnapshot).families, 'dead', 0)
       merged[id] = now
       changed = true
     }
@@ -894,7 +1282,7 @@ export class MultiprocessStore {
       try { statSync(join(this.dir, `fnm-${id}.json`)) } catch { exists = false }
       if (!exists) { delete merged[id]; changed = true }
     }
-    if (changed) this.writeSync({ format: `${FORMAT}/archive`, v: VERSION, merged, families: agg.toSnapshots() }, archivePath)
+    if (changed) this.writeSync({ format: `${FORMAT}/archive`, v: VERSION, merged, families: agg.toSnapshots() }, archivePath, true)
     for (const n of done) { try { unlinkSync(join(this.dir, n)) } catch {} }
   }
 

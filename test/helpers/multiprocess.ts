@@ -93,4 +93,17 @@ export function decreases (before: Map<string, number>, after: Map<string, numbe
   return out
 }
 
+/** Sample lines that appear more than once (Prometheus keeps one and reports the rest as duplicates). */
+export function duplicateSeries (body: string): string[] {
+  const seen = new Set<string>()
+  const out: string[] = []
+  for (const line of body.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue
+    const series = line.slice(0, line.lastIndexOf(' '))
+    if (seen.has(series)) out.push(series)
+    seen.add(series)
+  }
+  return out
+}
+
 export const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
