@@ -66,11 +66,24 @@ export function relativeError (schema: number): number {
 
 // The boundaries of one power of two for each positive schema, scaled to Frexp's [0.5, 1).
 const BOUNDS: Float64Array[] = []
+// For each positive schema, indexed by the top SLOT_BITS bits of the mantissa: how many
+// boundaries lie below the start of that slice of [0.5, 1). A slice is narrower than the gap
+// between two boundaries, so the search is this lookup and at most one comparison.
+const SLOT_BITS = 10
+const SLOTS: Uint16Array[] = []
 for (let s = 1; s <= MAX_SCHEMA; s++) {
   const n = 2 ** s
   const b = new Float64Array(n)
   for (let i = 0; i < n; i++) b[i] = 2 ** (i / n) / 2
   BOUNDS[s] = b
+  const slots = new Uint16Array(2 ** SLOT_BITS)
+  for (let j = 0; j < slots.length; j++) {
+    const start = 0.5 + j / 2 ** (SLOT_BITS + 1)
+    let below = 0
+    while (below < n && b[below] < start) below++
+    slots[j] = below
+  }
+  SLOTS[s] = slots
 }
 
 const F64 = new Float64Array(1)
@@ -98,15 +111,12 @@ export function bucketKey (v: number, schema: number): number {
   const frac = F64[0]
   if (schema > 0) {
     const bounds = BOUNDS[schema]
-    // The first bound >= frac (Go's sort.SearchFloat64s).
-    let lo = 0
-    let hiIdx = bounds.length
-    while (lo < hiIdx) {
-      const mid = (lo + hiIdx) >>> 1
-      if (bounds[mid] < frac) lo = mid + 1
-      else hiIdx = mid
-    }
-    return lo + (exp - 1) * bounds.length
+    const n = bounds.length
+    // The first bound >= frac (Go's sort.SearchFloat64s): the slot's count of bounds below it,
+    // then past any bound inside the slot that is still below frac.
+    let i = SLOTS[schema][(hi >>> (20 - SLOT_BITS)) & ((1 << SLOT_BITS) - 1)]
+    while (i < n && bounds[i] < frac) i++
+    return i + (exp - 1) * n
   }
   let key = exp
   if (frac === 0.5) key--

@@ -69,6 +69,19 @@ t.test('bucket keys: exact at powers of two, the definition elsewhere, subnormal
       if (k !== referenceKey(v, s)) t.fail(`${v} at schema ${s}: ${k}, expected ${referenceKey(v, s)}`)
     }
   }
+  // Every boundary of every positive schema belongs to the bucket below it; the next double above to the next.
+  const next = (v: number): number => {
+    const f = new Float64Array([v])
+    new BigUint64Array(f.buffer)[0]++
+    return f[0]
+  }
+  for (let s = 1; s <= 8; s++) {
+    const n = 2 ** s
+    for (let i = 0; i < n; i++) {
+      const v = 2 ** (i / n)
+      if (bucketKey(v, s) !== i || bucketKey(next(v), s) !== i + 1) t.fail(`boundary 2^(${i}/${n}): ${bucketKey(v, s)}, ${bucketKey(next(v), s)}`)
+    }
+  }
   t.equal(bucketKey(1, 0), 0)
   t.equal(bucketKey(2, 0), 1)
   t.equal(bucketKey(3, 0), 2)
