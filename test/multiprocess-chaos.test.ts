@@ -23,7 +23,7 @@ import { duplicateSeries, sleep, startFixture, tempDir, type Started } from './h
 import { hasPromtool, promtoolCheck, samples } from './helpers/scrape'
 
 const SEED = process.env.CHAOS_SEED !== undefined ? Number(process.env.CHAOS_SEED) : Math.floor(Math.random() * 2 ** 31)
-const EVENTS = 16
+const EVENTS = 12
 const WORKERS = 3
 const FLUSH_MS = 100
 const APPS = ['api', 'admin'] as const
