@@ -9,6 +9,7 @@
  * for its length and moves its body when the length needs more (`begin` / `end`), so each message
  * is written once, straight into one growing buffer. Field numbers are `client_model`'s.
  */
+import { GrowingBuffer } from './writer'
 
 /** Field numbers of `client_model`'s messages (io/prometheus/client/metrics.proto). */
 export const PB = Object.freeze({
@@ -61,26 +62,7 @@ export function zigzag (v: number): number {
 }
 
 /** Appends protobuf fields to one buffer that grows by doubling. */
-export class ProtoWriter {
-  private buf: Buffer
-  private pos = 0
-
-  constructor (initialSize = 64 * 1024) {
-    this.buf = Buffer.allocUnsafe(initialSize)
-  }
-
-  /** Bytes written so far. */
-  get length (): number {
-    return this.pos
-  }
-
-  private ensure (n: number): void {
-    if (this.pos + n <= this.buf.length) return
-    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n))
-    this.buf.copy(next, 0, 0, this.pos)
-    this.buf = next
-  }
-
+export class ProtoWriter extends GrowingBuffer {
   /** Appends a varint (a non-negative safe integer). */
   varint (v: number): void {
     this.ensure(10)
@@ -139,9 +121,7 @@ export class ProtoWriter {
 
   /** Bytes already encoded as fields (a cached label set), copied as they are. */
   raw (b: Uint8Array): void {
-    this.ensure(b.length)
-    this.buf.set(b, this.pos)
-    this.pos += b.length
+    this.bytes(b)
   }
 
   /**
@@ -171,10 +151,6 @@ export class ProtoWriter {
     this.pos = end
   }
 
-  /** The bytes written (a view: do not write again afterwards). */
-  toBuffer (): Buffer {
-    return this.buf.subarray(0, this.pos)
-  }
 }
 
 /** `LabelPair` fields (`Metric.label` or `Exemplar.label`) for a label object, in its key order. */

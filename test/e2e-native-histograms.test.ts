@@ -15,15 +15,16 @@
  */
 import t from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
-import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import http from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import netboxMetrics from '../lib/index'
 import { HistogramSeries } from '../lib/families'
-import { freePort, get, sleep } from './helpers/net'
+import { get, sleep } from './helpers/net'
 import { Proc } from './helpers/proc'
+import { prometheusApi, startPrometheus } from './helpers/prometheus'
 
 const PROMETHEUS = process.env.PROMETHEUS_BIN ?? '/usr/bin/prometheus'
 const skip = existsSync(PROMETHEUS) && spawnSync(PROMETHEUS, ['--version']).status === 0
@@ -35,8 +36,6 @@ const REQUESTS = 240
 const TRACED_LAST = 3
 const traceId = (i: number): string => `${(0x10000000 + i).toString(16)}aaaabbbbccccddddeeeeffff`
 const spanId = (i: number): string => `${(0x10000000 + i).toString(16)}99998888`
-
-interface Sample { metric: Record<string, string>, value: [number, string] }
 
 /** The q-quantile Prometheus's rank points at: the ceil(q * n)-th smallest value. */
 function exactQuantile (values: number[], q: number): number {
@@ -91,8 +90,7 @@ t.test('a real Prometheus reads native histograms and exemplars over protobuf', 
   const nativePort = await start({ nativeHistograms: true, exemplars: true })
   const classicPort = await start({})
 
-  const promPort = await freePort()
-  writeFileSync(join(tmp, 'prometheus.yml'), [
+  const { proc: prom, api } = await startPrometheus(PROMETHEUS, tmp, [
     'global:',
     '  scrape_interval: 1s',
     '  scrape_timeout: 1s',
@@ -104,36 +102,9 @@ t.test('a real Prometheus reads native histograms and exemplars over protobuf', 
     '    static_configs:',
     `      - targets: ['127.0.0.1:${classicPort}']`,
     ''
-  ].join('\n'))
-  const prom = new Proc('prometheus', spawn(PROMETHEUS, [
-    `--config.file=${join(tmp, 'prometheus.yml')}`,
-    `--storage.tsdb.path=${join(tmp, 'data')}`,
-    `--web.listen-address=127.0.0.1:${promPort}`,
-    '--enable-feature=native-histograms,exemplar-storage',
-    '--storage.tsdb.retention.time=1h',
-    '--log.level=warn'
-  ], { cwd: tmp, detached: true, stdio: ['ignore', 'pipe', 'pipe'] }))
+  ].join('\n'), ['--enable-feature=native-histograms,exemplar-storage'])
   procs.push(prom)
-  const api = `http://127.0.0.1:${promPort}`
-  const query = async (expr: string): Promise<Sample[]> => {
-    const r = await get(`${api}/api/v1/query?${new URLSearchParams({ query: expr }).toString()}`)
-    const body = JSON.parse(r.body)
-    if (r.status !== 200 || body.status !== 'success') throw new Error(`query ${expr}: ${r.status} ${r.body}`)
-    return body.data.result as Sample[]
-  }
-  const value = (r: Sample[]): number => r.length === 1 ? Number(r[0].value[1]) : NaN
-  const waitFor = async (expr: string, ok: (r: Sample[]) => boolean, ms = 30000): Promise<Sample[]> => {
-    const until = Date.now() + ms
-    let last: Sample[] = []
-    for (;;) {
-      try {
-        last = await query(expr)
-        if (ok(last)) return last
-      } catch { /* not ready yet */ }
-      if (Date.now() > until || prom.exited) return last
-      await sleep(250)
-    }
-  }
+  const { query, waitFor, value } = prometheusApi(api, () => prom.exited)
   const up = await waitFor('sum(up)', (r) => value(r) === 2)
   t.equal(value(up), 2, 'both targets are up')
 

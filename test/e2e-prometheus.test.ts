@@ -11,7 +11,8 @@
 import t from 'tap'
 import { spawn, spawnSync } from 'node:child_process'
 import { Proc } from './helpers/proc'
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { prometheusApi, startPrometheus } from './helpers/prometheus'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { freePort, get, sleep } from './helpers/net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -34,7 +35,6 @@ const SENT = FIRST_BATCH + SECOND_BATCH
 
 
 
-interface Sample { metric: Record<string, string>, value: [number, string] }
 
 t.test('a real Prometheus scrapes the demo app', { skip, timeout: 240000 }, async (t) => {
   const tmp = mkdtempSync(join(tmpdir(), 'fnm-e2e-prom-'))
@@ -65,7 +65,6 @@ t.test('a real Prometheus scrapes the demo app', { skip, timeout: 240000 }, asyn
   }
 
   // 2. Prometheus on loopback, scraping the demo every second and evaluating the recording rules.
-  const promPort = await freePort()
   const config = [
     'global:',
     '  scrape_interval: 1s',
@@ -79,39 +78,10 @@ t.test('a real Prometheus scrapes the demo app', { skip, timeout: 240000 }, asyn
     `      - targets: ['127.0.0.1:${demoPort}']`,
     ''
   ].join('\n')
-  writeFileSync(join(tmp, 'prometheus.yml'), config)
-  const prom = new Proc('prometheus', spawn(PROMETHEUS, [
-    `--config.file=${join(tmp, 'prometheus.yml')}`,
-    `--storage.tsdb.path=${join(tmp, 'data')}`,
-    `--web.listen-address=127.0.0.1:${promPort}`,
-    '--storage.tsdb.retention.time=1h',
-    '--log.level=warn'
-  ], { cwd: tmp, detached: true, stdio: ['ignore', 'pipe', 'pipe'] }))
+  const { proc: prom, api } = await startPrometheus(PROMETHEUS, tmp, config)
   procs.push(prom)
-  const api = `http://127.0.0.1:${promPort}`
 
-  const query = async (expr: string, time?: number): Promise<Sample[]> => {
-    const q = new URLSearchParams({ query: expr })
-    if (time !== undefined) q.set('time', String(time))
-    const r = await get(`${api}/api/v1/query?${q.toString()}`)
-    const body = JSON.parse(r.body)
-    if (r.status !== 200 || body.status !== 'success') throw new Error(`query ${expr}: ${r.status} ${r.body}`)
-    return body.data.result as Sample[]
-  }
-  /** Polls `expr` until `ok` holds for its result (or `ms` pass); returns the last result. */
-  const waitFor = async (expr: string, ok: (r: Sample[]) => boolean, ms = 30000): Promise<Sample[]> => {
-    const until = Date.now() + ms
-    let last: Sample[] = []
-    for (;;) {
-      try {
-        last = await query(expr)
-        if (ok(last)) return last
-      } catch { /* not ready yet */ }
-      if (Date.now() > until || prom.exited) return last
-      await sleep(250)
-    }
-  }
-  const value = (r: Sample[]): number => r.length === 1 ? Number(r[0].value[1]) : NaN
+  const { query, waitFor, value } = prometheusApi(api, () => prom.exited)
 
   const readyDeadline = Date.now() + 30000
   for (;;) {
