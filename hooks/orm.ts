@@ -13,13 +13,17 @@
  *   savepoints too (MikroORM 6 fires no events for them). Writes made inside a transaction are
  *   held by that transaction and counted when the top-level transaction commits (a savepoint
  *   that commits hands them to its parent; a rollback drops them), because after* hooks and the
- *   statements themselves happen before the COMMIT;
+ *   statements themselves happen before the COMMIT. On PostgreSQL a statement that fails aborts
+ *   its transaction (until a savepoint rollback), and the COMMIT of an aborted transaction is
+ *   answered with ROLLBACK: such a transaction counts as a rollback;
  * - pools: read at scrape time from the current pool (knex/tarn in v6, `pg.Pool` in v7), which
  *   is replaced on `orm.close()` / reconnect; new-connection listeners are attached once per pool.
  *
  * Statements of a flush are told apart from native writes by their transaction: the one a flush
  * opens (marked in `afterTransactionStart` while its unit of work is flushing), or the caller's
- * own transaction while a flush runs in it. So each write is counted once.
+ * own transaction while a flush runs in it. A flush that runs in no transaction at all
+ * (`implicitTransactions: false`) is counted from its statements alone. So each write is counted
+ * once.
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { readFileSync } from 'node:fs'
@@ -36,6 +40,8 @@ type Any = any
 const kBrand = Symbol.for('fastify-netbox-metrics.MetricsSubscriber')
 const kInstrumentation = Symbol.for('fastify-netbox-metrics.orm-instrumentation')
 const kPatched = Symbol.for('fastify-netbox-metrics.orm-connection')
+/** On a patched MikroORM 6 connection: the knex pool its new-connection listeners are on. */
+const kPool = Symbol('fastify-netbox-metrics.orm-connection-pool')
 
 /** Write kinds, indexes of the per-entity counters. */
 const INSERT = 0
@@ -137,6 +143,19 @@ export function exceptionName (err: unknown): string {
   return UNKNOWN_DB_ERROR
 }
 
+/**
+ * A five-character SQLSTATE (digits and upper-case letters), as PostgreSQL reports errors; Node's
+ * system error codes of five letters (`EPIPE`) start with E, which no SQLSTATE class does.
+ */
+function isSqlState (code: unknown): boolean {
+  if (typeof code !== 'string' || code.length !== 5 || code.charCodeAt(0) === 69) return false
+  for (let i = 0; i < 5; i++) {
+    const c = code.charCodeAt(i)
+    if (!((c >= 48 && c <= 57) || (c >= 65 && c <= 90))) return false
+  }
+  return true
+}
+
 function isConnectError (err: unknown): boolean {
   const e = err as { code?: unknown, message?: unknown } | null
   if (e === null || typeof e !== 'object') return false
@@ -144,15 +163,37 @@ function isConnectError (err: unknown): boolean {
   return typeof e.message === 'string' && /timeout exceeded when trying to connect|connection timeout/i.test(e.message)
 }
 
-/** The `operation` index of a statement, from its first keyword. */
-function classify (sql: string): number {
+/**
+ * Index of a statement's first keyword: leading whitespace, opening parentheses and SQL comments
+ * (`/* ... *\/`, nested as PostgreSQL allows, and `-- ...` to the end of the line) are skipped,
+ * so hints such as MikroORM 7's `qb.comment()` do not hide what the statement does.
+ */
+function keywordStart (sql: string): number {
   let i = 0
   const n = sql.length
   while (i < n) {
     const c = sql.charCodeAt(i)
-    if (c === 32 || c === 9 || c === 10 || c === 13 || c === 40) i++
-    else break
+    if (c === 32 || c === 9 || c === 10 || c === 13 || c === 40) {
+      i++
+    } else if (c === 47 && sql.charCodeAt(i + 1) === 42) { // /* ... */
+      let depth = 1
+      i += 2
+      while (i < n && depth > 0) {
+        const d = sql.charCodeAt(i)
+        if (d === 42 && sql.charCodeAt(i + 1) === 47) { depth--; i += 2 } else if (d === 47 && sql.charCodeAt(i + 1) === 42) { depth++; i += 2 } else i++
+      }
+    } else if (c === 45 && sql.charCodeAt(i + 1) === 45) { // -- ...
+      const eol = sql.indexOf('\n', i + 2)
+      i = eol < 0 ? n : eol + 1
+    } else {
+      break
+    }
   }
+  return i
+}
+
+/** The `operation` index of a statement, from its first keyword (at `i`, see `keywordStart`). */
+function classify (sql: string, i: number): number {
   const w = sql.slice(i, i + 6).toLowerCase()
   if (w === 'select') return OP_SELECT
   if (w === 'insert') return OP_INSERT
@@ -193,8 +234,21 @@ function rowsAffected (res: unknown): number {
 class TxState {
   readonly parent: TxState | undefined
   readonly writes = new Map<string, number>()
+  /**
+   * On the top-level transaction: a statement in it failed and no savepoint rollback has undone
+   * that since. PostgreSQL then answers COMMIT with ROLLBACK (SQLSTATE 25P02 for anything else).
+   */
+  aborted = false
   constructor (parent: TxState | undefined) {
     this.parent = parent
+  }
+
+  /** The top-level transaction this one (a savepoint, or itself) belongs to. */
+  root (): TxState {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    let s: TxState = this
+    while (s.parent !== undefined) s = s.parent
+    return s
   }
 
   add (kind: number, entity: string, n: number): void {
@@ -313,7 +367,9 @@ function quietMigrator (m: Any): Any {
 function migrationView (o: Any): object {
   return {
     config: {
-      getExtension: (name: string) => quietMigrator(o.config?.getExtension?.(name))
+      getExtension: (name: string) => quietMigrator(o.config?.getExtension?.(name)),
+      // The settings that tell whether the app uses migrations (MikroORM 6 without the extension).
+      get: (key: string) => o.config?.get?.(key)
     },
     getMigrator: typeof o.getMigrator === 'function' ? () => quietMigrator(o.getMigrator()) : undefined
   }
@@ -387,15 +443,18 @@ export class OrmInstrumentation {
   private readonly txs = new WeakMap<object, TxState>()
   private readonly flushTrx = new WeakSet<object>()
   private readonly flushingCtx = new WeakSet<object>()
-  private readonly flushingUows = new WeakSet<object>()
+  /** Units of work whose flush is running: true once the flush opened its own transaction. */
+  private readonly flushingUows = new WeakMap<object, boolean>()
+  /** PostgreSQL aborts a transaction at its first failed statement; MySQL / MariaDB do not. */
+  private readonly abortsOnError: boolean
   private tables: Map<string, string> | undefined
-  private lastPool: object | undefined
 
   constructor (orm: Any) {
     this.orm = orm
     const context = orm.config?.get?.('contextName')
     this.context = typeof context === 'string' && context !== '' ? context : 'default'
     this.vendor = vendorOf(orm)
+    this.abortsOnError = this.vendor === 'postgresql'
     const conn = this.writeConnection()
     this.major = typeof conn?.getKnex === 'function' ? 6 : 7
     this.version = findCoreVersion(orm) ?? `${this.major}.x`
@@ -431,11 +490,29 @@ export class OrmInstrumentation {
       const start = monotonicMs()
       return execute.apply(this, args).then(function onResult (res: unknown) {
         self.observeStatement(query, ctx, start, res, undefined)
+        if (self.major === 6) self.checkPool(conn)
         return res
       }, function onError (err: unknown) {
         self.observeStatement(query, ctx, start, undefined, err)
         throw err
       })
+    }
+    const stream = conn.stream
+    if (typeof stream === 'function') {
+      // MikroORM 7's em.stream() / qb.stream(): (query, params, ctx, ...), rows yielded as they come;
+      // one statement, observed when the iteration ends (done, left early, or failed).
+      conn.stream = async function * metricsStream (this: Any, ...args: unknown[]) {
+        const start = monotonicMs()
+        let failure: unknown
+        try {
+          return yield * stream.apply(this, args)
+        } catch (err) {
+          failure = err ?? new Error('stream failed')
+          throw err
+        } finally {
+          self.observeStatement(args[0], args[2], start, undefined, failure)
+        }
+      }
     }
     const begin = conn.begin
     conn.begin = async function metricsBegin (this: Any, options?: Any) {
@@ -495,8 +572,9 @@ export class OrmInstrumentation {
   /** A statement finished (res) or failed (err). */
   private statement (query: unknown, ctx: Any, start: number, res: unknown, err: unknown): void {
     const seconds = (monotonicMs() - start) / 1000
-    const sql = statementText(query)
-    const op = classify(sql)
+    const text = statementText(query)
+    const at = keywordStart(text)
+    const op = classify(text, at)
     const sinks = this.sinks
     if (err !== undefined) {
       const type = exceptionName(err)
@@ -508,8 +586,16 @@ export class OrmInstrumentation {
         s.error(type)
         if (connectFailure) s.newConnectionErrors.value++
       }
-      // A statement of a flush running in the caller's transaction failed: the flush is over.
-      if (ctx !== undefined && ctx !== null) this.flushingCtx.delete(ctx)
+      if (ctx !== undefined && ctx !== null) {
+        // A statement of a flush running in the caller's transaction failed: the flush is over.
+        this.flushingCtx.delete(ctx)
+        // PostgreSQL refused a statement (the error carries its SQLSTATE, not a client-side code):
+        // the transaction is aborted from here on.
+        if (this.abortsOnError && isSqlState((err as { code?: unknown } | null)?.code)) {
+          const state = this.txs.get(ctx)
+          if (state !== undefined) state.root().aborted = true
+        }
+      }
       return
     }
     for (let i = 0; i < sinks.length; i++) {
@@ -517,10 +603,10 @@ export class OrmInstrumentation {
       s.execute.value++
       s.durations[op].observe(seconds)
     }
-    if (this.major === 6) this.checkPool()
     if (op === OP_SELECT || op === OP_OTHER) return
     // Writes: those of a flush are counted from its change sets, not here.
     if (ctx !== undefined && ctx !== null && (this.flushTrx.has(ctx) || this.flushingCtx.has(ctx))) return
+    const sql = at === 0 ? text : text.slice(at)
     const m = WRITE_TABLE.exec(sql)
     if (m === null) return
     if (op === OP_INSERT && UPSERT_CLAUSE.test(sql)) return
@@ -567,6 +653,13 @@ export class OrmInstrumentation {
     const state = this.txs.get(ctx)
     if (state === undefined && !root) return
     this.txs.delete(ctx)
+    if (state !== undefined) {
+      // ROLLBACK TO SAVEPOINT undoes the failure that aborted the transaction (it happened after
+      // the savepoint, or the savepoint could not have been made); a COMMIT of an aborted
+      // transaction is answered with ROLLBACK: nothing of it was written.
+      if (!root && !committed) state.root().aborted = false
+      else if (root && committed && state.aborted) committed = false
+    }
     if (root) {
       for (const s of this.sinks) (committed ? s.commits : s.rollbacks).value++
     }
@@ -585,7 +678,7 @@ export class OrmInstrumentation {
 
   /** Subscriber: a flush is starting. */
   beforeFlush (em: Any, uow: Any): void {
-    if (uow !== undefined && uow !== null) this.flushingUows.add(uow)
+    if (uow !== undefined && uow !== null) this.flushingUows.set(uow, false)
     if (em?.isInTransaction?.() === true) {
       const ctx = em.getTransactionContext()
       if (ctx !== undefined && ctx !== null) this.flushingCtx.add(ctx)
@@ -594,7 +687,10 @@ export class OrmInstrumentation {
 
   /** Subscriber: a transaction started; the one a flush opens is marked. */
   transactionStarted (uow: Any, trx: Any): void {
-    if (uow !== undefined && uow !== null && trx !== undefined && trx !== null && this.flushingUows.has(uow)) this.flushTrx.add(trx)
+    if (uow !== undefined && uow !== null && trx !== undefined && trx !== null && this.flushingUows.has(uow)) {
+      this.flushTrx.add(trx)
+      this.flushingUows.set(uow, true)
+    }
   }
 
   /** Subscriber: a transaction rolled back (a failed flush ends there). */
@@ -604,12 +700,19 @@ export class OrmInstrumentation {
 
   /** Subscriber: a flush succeeded (its own transaction, if any, has committed). */
   afterFlush (em: Any, uow: Any, counts: Map<string, number>): void {
-    if (uow !== undefined && uow !== null) this.flushingUows.delete(uow)
+    let openedTrx: boolean | undefined
+    if (uow !== undefined && uow !== null) {
+      openedTrx = this.flushingUows.get(uow)
+      this.flushingUows.delete(uow)
+    }
     let ctx: Any
     if (em?.isInTransaction?.() === true) {
       ctx = em.getTransactionContext()
       if (ctx !== undefined && ctx !== null) this.flushingCtx.delete(ctx)
     }
+    // A flush outside any transaction (`implicitTransactions: false`): each statement was
+    // committed as it ran and counted then, by rows, like a native write.
+    if (openedTrx === false && (ctx === undefined || ctx === null)) return
     for (const [key, n] of counts) {
       const sep = key.indexOf('\u0000')
       this.record(Number(key.slice(0, sep)), key.slice(sep + 1), n, ctx)
@@ -622,9 +725,8 @@ export class OrmInstrumentation {
     this.record(UPSERT, entity, 1, ctx)
   }
 
-  /** The current pool, if the ORM is connected (never connects it). */
-  async currentPool (): Promise<Any> {
-    const conn = this.writeConnection()
+  /** The current pool of one connection, if it is connected (never connects it). */
+  private async poolOf (conn: Any): Promise<Any> {
     if (conn?.connected !== true) return undefined
     if (this.major === 6) return conn.client?.client?.pool
     if (typeof conn.getNativeClient !== 'function') return undefined
@@ -635,18 +737,30 @@ export class OrmInstrumentation {
     }
   }
 
-  private checkPool (): void {
-    const pool = this.writeConnection()?.client?.client?.pool
-    if (pool !== undefined && pool !== this.lastPool) this.attachPool(pool)
+  /** The current pools: the write connection's and each read replica's (never connects them). */
+  async currentPools (): Promise<Any[]> {
+    const pools = await Promise.all(this.connections().map(async (c) => await this.poolOf(c)))
+    return pools.filter((p) => p !== undefined && p !== null)
   }
 
-  /** Finds the current pool and attaches the new-connection listeners to it (once per pool). */
+  /** MikroORM 6 replaces a connection's knex pool on reconnect: attach to the new one. */
+  checkPool (conn: Any): void {
+    const pool = conn?.client?.client?.pool
+    if (pool === undefined || pool === conn[kPool]) return
+    try {
+      conn[kPool] = pool
+      this.attachPool(pool)
+    } catch (err) {
+      this.reportError(err)
+    }
+  }
+
+  /** Finds the current pools and attaches the new-connection listeners to them (once per pool). */
   refreshPool (): void {
-    this.currentPool().then((pool) => { if (pool !== undefined) this.attachPool(pool) }, (err) => this.reportError(err))
+    this.currentPools().then((pools) => { for (const p of pools) this.attachPool(p) }, (err) => this.reportError(err))
   }
 
   private attachPool (pool: Any): void {
-    this.lastPool = pool
     if (POOLS_SEEN.has(pool)) return
     POOLS_SEEN.add(pool)
     const sinks = this.sinks
@@ -662,16 +776,27 @@ export class OrmInstrumentation {
     }
   }
 
-  /** Pool gauges at this moment, or undefined when not connected. */
+  /** Pool gauges at this moment, summed over the write pool and the replicas' pools; undefined when none is connected. */
   async poolStats (): Promise<PoolStats | undefined> {
-    const pool = await this.currentPool()
-    if (pool === undefined || pool === null) return undefined
-    this.attachPool(pool)
-    if (this.major === 6) {
-      return { idle: pool.numFree(), used: pool.numUsed(), pending: pool.numPendingAcquires(), max: Number(pool.max) }
+    let stats: PoolStats | undefined
+    for (const pool of await this.currentPools()) {
+      this.attachPool(pool)
+      let one: PoolStats
+      if (this.major === 6) {
+        one = { idle: pool.numFree(), used: pool.numUsed(), pending: pool.numPendingAcquires(), max: Number(pool.max) }
+      } else {
+        if (pool.ended === true || pool.ending === true) continue
+        one = { idle: pool.idleCount, used: pool.totalCount - pool.idleCount, pending: pool.waitingCount, max: Number(pool.options?.max ?? 10) }
+      }
+      if (stats === undefined) stats = one
+      else {
+        stats.idle += one.idle
+        stats.used += one.used
+        stats.pending += one.pending
+        stats.max += one.max
+      }
     }
-    if (pool.ended === true || pool.ending === true) return undefined
-    return { idle: pool.idleCount, used: pool.totalCount - pool.idleCount, pending: pool.waitingCount, max: Number(pool.options?.max ?? 10) }
+    return stats
   }
 
   /** Adds a MetricSet to report to (idempotent). */
@@ -688,11 +813,12 @@ export class OrmInstrumentation {
     }
     set.add(this)
     const sink = this.sinks[this.sinks.length - 1]
-    this.currentPool().then((pool) => {
-      if (pool === undefined || pool === null) return
-      // A pool already seen: its open connections were counted for the other sinks only.
-      if (POOLS_SEEN.has(pool)) sink.newConnections.inc(this.major === 6 ? Number(pool.numUsed()) + Number(pool.numFree()) : Number(pool.totalCount ?? 0))
-      else this.attachPool(pool)
+    this.currentPools().then((pools) => {
+      for (const pool of pools) {
+        // A pool already seen: its open connections were counted for the other sinks only.
+        if (POOLS_SEEN.has(pool)) sink.newConnections.inc(this.major === 6 ? Number(pool.numUsed()) + Number(pool.numFree()) : Number(pool.totalCount ?? 0))
+        else this.attachPool(pool)
+      }
     }, (err) => this.reportError(err))
   }
 

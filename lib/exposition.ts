@@ -155,6 +155,11 @@ export async function renderRegistryBuffer (registry: Registry, format: Expositi
   // Start at the size of the previous scrape: a large exposition then needs no regrowth.
   const w = new ExpositionWriter(lastSize.get(registry))
   let sliceStart = monotonicMs()
+  // Series rendered since the event loop last had a turn. The loop gets one only after a full
+  // slice of series, never for time alone: a small exposition (fewer series than one slice) is
+  // then always rendered in one go, a consistent snapshot, even when a loaded machine stretches
+  // its rendering past RENDER_SLICE_MS (the invariant between the HTTP families holds in it).
+  let sinceYield = 0
   for (const c of collected) {
     if (c === null) continue
     const type = c.type as string
@@ -166,9 +171,11 @@ export async function renderRegistryBuffer (registry: Registry, format: Expositi
       // Large families render in slices, giving the event loop a turn whenever a slice ran long.
       for (let from = 0; from < c.size; from += RENDER_SLICE_SERIES) {
         c.renderSamples(w, sampleName, from, from + RENDER_SLICE_SERIES, openMetrics)
-        if (monotonicMs() - sliceStart > RENDER_SLICE_MS) {
+        sinceYield += Math.min(RENDER_SLICE_SERIES, c.size - from)
+        if (sinceYield >= RENDER_SLICE_SERIES && monotonicMs() - sliceStart > RENDER_SLICE_MS) {
           await yieldToEventLoop()
           sliceStart = monotonicMs()
+          sinceYield = 0
         }
       }
     } else {

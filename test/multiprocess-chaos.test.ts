@@ -16,10 +16,10 @@
  */
 import t from 'tap'
 import { execFileSync, spawnSync } from 'node:child_process'
-import { mkdtempSync, rmdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { duplicateSeries, sleep, startFixture, tempDir, type Started } from './helpers/multiprocess'
+import { duplicateSeries, sleep, startFixture, type Started } from './helpers/multiprocess'
 import { hasPromtool, promtoolCheck, samples } from './helpers/scrape'
 
 const SEED = process.env.CHAOS_SEED !== undefined ? Number(process.env.CHAOS_SEED) : Math.floor(Math.random() * 2 ** 31)
@@ -68,21 +68,13 @@ t.test(`chaos: ${WORKERS} workers x 2 apps, restarts, SIGKILLs, a full disk (see
   const pickForScrape = <T>(xs: readonly T[]): T => xs[Math.floor(scrapeRnd() * xs.length)]
 
   // A small tmpfs, so that the disk can really be filled; else a plain directory without that period.
-  let dir: string
+  const dir = mkdtempSync(join(tmpdir(), 'fnm-chaos-'))
   let canFill = false
   if (process.platform === 'linux' && process.getuid?.() === 0) {
-    dir = mkdtempSync(join(tmpdir(), 'fnm-chaos-'))
     try {
       execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', dir], { stdio: 'pipe' })
       canFill = true
-      const mounted = dir
-      t.teardown(() => { spawnSync('umount', ['-l', mounted]); rmSync(mounted, { recursive: true, force: true }) })
-    } catch {
-      rmdirSync(dir)
-      dir = tempDir(t)
-    }
-  } else {
-    dir = tempDir(t)
+    } catch {}
   }
   if (!canFill) t.comment('cannot mount a tmpfs here (needs root on Linux): the disk-full period is left out')
   const promtool = hasPromtool()
@@ -93,9 +85,13 @@ t.test(`chaos: ${WORKERS} workers x 2 apps, restarts, SIGKILLs, a full disk (see
   const env = { MP_DIR: dir, FLUSH_MS: String(FLUSH_MS), NODE_OPTIONS: '' }
   const workers: Started[] = []
   const all: Started[] = []
+  // One teardown, in this order: the workers stop writing before the tmpfs goes (a worker
+  // still writing into the directory would make its removal fail).
   t.teardown(async () => {
     for (const w of all) if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill('SIGKILL')
     await Promise.all(all.map(async (w) => await w.exited))
+    if (canFill) spawnSync('umount', ['-l', dir])
+    rmSync(dir, { recursive: true, force: true, maxRetries: 3 })
   })
   const start = async (): Promise<Started> => {
     const w = await startFixture('chaos-worker.js', env)

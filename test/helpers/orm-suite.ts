@@ -12,26 +12,36 @@ import { startDatabase } from '../../examples/db'
 type Any = any
 type T = Any
 
-/** Entity classes and schemas, built from the given library's EntitySchema. */
-export function entities (lib: Any): { Site: Any, Device: Any, Iface: Any, schemas: Any[] } {
-  class Site { id!: number; name!: string }
+/**
+ * Entity classes and schemas, built from the given library's EntitySchema. `truth` adds what the
+ * ground-truth workload needs (test/helpers/orm-truth.ts): a non-unique `Site.note`, foreign keys
+ * the database itself acts on (`ON DELETE CASCADE` for interfaces, `SET NULL` for a device's
+ * site), and `Tag`, written by upserts only.
+ */
+export function entities (lib: Any, { truth = false }: { truth?: boolean } = {}): { Site: Any, Device: Any, Iface: Any, Tag?: Any, schemas: Any[] } {
+  class Site { id!: number; name!: string; note?: string }
   class Device { id!: number; name!: string; site!: Site; interfaces: Any }
   class Iface { id!: number; name!: string; device!: Device }
+  class Tag { id!: number; name!: string; note!: string }
+  // A fresh object per schema: MikroORM completes property options in place.
+  const id = (): Record<string, unknown> => ({ type: 'number', primary: true, autoincrement: true })
   const schemas = [
-    new lib.EntitySchema({ class: Site, tableName: 'site', properties: { id: { type: 'number', primary: true, autoincrement: true }, name: { type: 'string', unique: true } } }),
+    new lib.EntitySchema({ class: Site, tableName: 'site', properties: { id: id(), name: { type: 'string', unique: true }, ...(truth ? { note: { type: 'string', nullable: true } } : {}) } }),
     new lib.EntitySchema({
       class: Device,
       tableName: 'device',
       properties: {
-        id: { type: 'number', primary: true, autoincrement: true },
+        id: id(),
         name: { type: 'string' },
-        site: { kind: 'm:1', entity: () => Site, nullable: true },
+        site: { kind: 'm:1', entity: () => Site, nullable: true, ...(truth ? { deleteRule: 'set null' } : {}) },
         interfaces: { kind: '1:m', entity: () => Iface, mappedBy: 'device', orphanRemoval: true, cascade: ['persist', 'remove'] }
       }
     }),
-    new lib.EntitySchema({ class: Iface, tableName: 'iface', properties: { id: { type: 'number', primary: true, autoincrement: true }, name: { type: 'string' }, device: { kind: 'm:1', entity: () => Device } } })
+    new lib.EntitySchema({ class: Iface, tableName: 'iface', properties: { id: id(), name: { type: 'string' }, device: { kind: 'm:1', entity: () => Device, ...(truth ? { deleteRule: 'cascade' } : {}) } } })
   ]
-  return { Site, Device, Iface, schemas }
+  if (!truth) return { Site, Device, Iface, schemas }
+  schemas.push(new lib.EntitySchema({ class: Tag, tableName: 'tag', properties: { id: id(), name: { type: 'string', unique: true }, note: { type: 'string' } } }))
+  return { Site, Device, Iface, Tag, schemas }
 }
 
 /** Starts an ORM on a URL with the test entities and creates the schema. */
@@ -290,9 +300,93 @@ export function writeSuite (t: T, lib: Any): void {
     t.equal(sample(b, 'db_transactions_total', { ...db6, outcome: 'rollback' }), 0)
   })
 
+  t.test('implicitTransactions: false: a flush outside any transaction counts each write once', async (t: T) => {
+    const set = (v: boolean): void => orm.config.set('implicitTransactions', v)
+    set(false)
+    t.teardown(() => set(true))
+    let b = await run(async (em) => {
+      em.persist(Object.assign(new E.Site(), { name: 'it1' }))
+      await em.flush()
+    })
+    t.equal(ins(b, 'Site'), 1)
+    t.equal(sample(b, 'db_transactions_total', { ...db6, outcome: 'commit' }), 0, 'no transaction was opened')
+    b = await run(async (em) => {
+      const s = await em.findOneOrFail(E.Site, { name: 'it1' })
+      s.name = 'it2'
+      await em.flush()
+      em.remove(s)
+      await em.flush()
+    })
+    t.equal(upd(b, 'Site'), 1)
+    t.equal(del(b, 'Site'), 1)
+    t.equal(ins(b, 'Site'), undefined)
+  })
+
+  t.test('a transaction that failed and then committed: PostgreSQL rolled it back, counted so', async (t: T) => {
+    const b = await run(async (em) => {
+      await em.transactional(async (tem: Any) => {
+        await tem.insert(E.Device, { name: 'fc1' })
+        await tem.insert(E.Site, { name: 'u2' }).catch(() => {}) // unique violation, caught: no savepoint
+      })
+      t.equal(await em.count(E.Device, { name: 'fc1' }), 0, 'PostgreSQL answered COMMIT with ROLLBACK')
+      // A violation inside a savepoint rolled back to it leaves the transaction healthy.
+      await em.transactional(async (tem: Any) => {
+        await tem.insert(E.Device, { name: 'fc2' })
+        await t.rejects(tem.transactional(async (inner: Any) => { await inner.insert(E.Site, { name: 'u2' }) }))
+      })
+    })
+    t.equal(ins(b, 'Device'), 1, 'fc2 only')
+    t.equal(sample(b, 'db_transactions_total', { ...db6, outcome: 'commit' }), 1)
+    t.equal(sample(b, 'db_transactions_total', { ...db6, outcome: 'rollback' }), 1)
+    t.equal(sample(b, 'db_errors_total', { ...db6, type: 'UniqueConstraintViolationException' }), 2)
+  })
+
+  t.test('statements that begin with SQL comments: classified and counted by their first keyword', async (t: T) => {
+    const b = await run(async (em) => {
+      await em.createQueryBuilder(E.Site).comment('bulk').insert([{ name: 'cm1' }, { name: 'cm2' }]).execute()
+      await em.createQueryBuilder(E.Site).comment('rename').update({ name: 'cm3' }).where({ name: 'cm1' }).execute()
+      await em.createQueryBuilder(E.Site).comment(['a', 'b']).delete().where({ name: 'cm2' }).execute()
+      await em.execute("/* app hint */ insert into site (name) values ('cm4') returning id")
+      await em.execute("-- app hint\n /* nested /* comment */ */ delete from site where name in ('cm3', 'cm4')", [], 'run')
+      await em.execute('/* hint */ select 1')
+    })
+    t.equal(ins(b, 'Site'), 3)
+    t.equal(upd(b, 'Site'), 1)
+    t.equal(del(b, 'Site'), 3)
+    const ops = (op: string): number | undefined => sample(b, 'db_query_duration_seconds_count', { ...db6, operation: op })
+    t.same([ops('insert'), ops('update'), ops('delete'), ops('select'), ops('other')], [2, 1, 2, 1, 0])
+  })
+
+  t.test('read replicas: statements on a replica counted, its pool in the gauges and its connections counted', async (t: T) => {
+    const ro = await lib.MikroORM.init({ clientUrl: db.url, entities: entities(lib).schemas, allowGlobalContext: true, debug: false, contextName: 'rep', pool: { min: 0, max: 2 }, replicas: [{ name: 'read-1', clientUrl: db.url }] })
+    t.teardown(() => ro.close(true))
+    // Both pools open before the plugin attaches (MikroORM 7 connects lazily, and checks the
+    // database with a first statement): connections already open are counted when it attaches.
+    await Promise.all([ro.em.fork().find('Site', {}), ro.em.fork().execute('select 1')])
+    const app = Fastify()
+    t.teardown(() => app.close())
+    await app.register(netboxMetrics, { enabled: true, defaultMetrics: false, orm: ro })
+    const Site = ro.getMetadata().find('Site').class
+    const readConn = ro.em.getDriver().getConnection('read')
+    t.not(readConn, ro.em.getDriver().getConnection('write'), 'reads go to the replica')
+    await Promise.all([0, 1].map(async () => await ro.em.fork().find(Site, {})))
+    await ro.em.fork().execute('select 1')
+    const b = (await app.inject('/metrics')).body
+    const rep = { context: 'rep', vendor: 'postgresql' }
+    t.equal(sample(b, 'db_execute_total', rep), 3)
+    t.equal(sample(b, 'db_query_duration_seconds_count', { ...rep, operation: 'select' }), 3)
+    t.equal(sample(b, 'db_pool_max_connections', rep), 4, 'write pool and replica pool, 2 each')
+    const open = (sample(b, 'db_pool_connections', { ...rep, state: 'idle' }) ?? 0) + (sample(b, 'db_pool_connections', { ...rep, state: 'used' }) ?? 0)
+    t.ok(open >= 2, 'connections on both pools')
+    t.equal(sample(b, 'db_new_connections_total', rep), open, 'every open connection of both pools was counted once')
+  })
+
   t.test('pool exhaustion shows pending, max is the configured one', async (t: T) => {
     const { app, scrape } = await appFor(orm)
     t.teardown(() => app.close())
+    // A first scrape: MikroORM 7 has a Migrator, whose queries (run by the first scrape, then cached)
+    // would otherwise wait for a connection too and show in `pending`.
+    await scrape()
     const sleeps = [0, 1, 2, 3, 4].map(async () => await orm.em.fork().execute('select pg_sleep(0.4)'))
     await new Promise((resolve) => setTimeout(resolve, 150))
     const b = await scrape()
