@@ -32,6 +32,33 @@ const lastProtoSize = new WeakMap<object, number>()
 
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
 
+/**
+ * When a scrape gives the event loop a turn: only after a full slice of series, never for time
+ * alone, so a small exposition (fewer series than one slice) is always rendered in one go, a
+ * consistent snapshot, even when a loaded machine stretches its rendering past RENDER_SLICE_MS
+ * (the invariant between the HTTP families holds in it).
+ */
+class Slices {
+  private start = monotonicMs()
+  private since = 0
+
+  /**
+   * Counts `n` series rendered; true when a full slice ran long and the event loop should get a
+   * turn (`turn()`). Synchronous otherwise: not even a microtask runs between two slices.
+   */
+  due (n: number): boolean {
+    this.since += n
+    return this.since >= RENDER_SLICE_SERIES && monotonicMs() - this.start > RENDER_SLICE_MS
+  }
+
+  /** Gives the event loop a turn and starts a new slice. */
+  async turn (): Promise<void> {
+    await yieldToEventLoop()
+    this.start = monotonicMs()
+    this.since = 0
+  }
+}
+
 /** The exposition formats: Prometheus text, OpenMetrics text, and Prometheus protobuf. */
 export type ExpositionFormat = 'prometheus' | 'openmetrics' | 'protobuf'
 
@@ -42,10 +69,10 @@ export function contentType (format: ExpositionFormat): string {
 
 /**
  * Picks the format an `Accept` header asks for, by quality: protobuf (only the delimited
- * `io.prometheus.client.MetricFamily` kind, unless `protobuf` is false), then OpenMetrics, when acceptable with a quality at
+ * `io.prometheus.client.MetricFamily` kind), then OpenMetrics, when acceptable with a quality at
  * least as high as the text format's (Prometheus sends them in that order), else text.
  */
-export function negotiateFormat (accept: string | undefined, protobuf = true): ExpositionFormat {
+export function negotiateFormat (accept: string | undefined): ExpositionFormat {
   if (accept === undefined || (!accept.includes('openmetrics') && !accept.includes('vnd.google.protobuf'))) return 'prometheus'
   let pb = -1
   let om = -1
@@ -69,7 +96,7 @@ export function negotiateFormat (accept: string | undefined, protobuf = true): E
     } else if (t === 'application/openmetrics-text') om = Math.max(om, q)
     else if (t === 'text/plain' || t === '*/*' || t === 'text/*') text = Math.max(text, q)
   }
-  if (protobuf && pb > 0 && pb >= om && pb >= text) return 'protobuf'
+  if (pb > 0 && pb >= om && pb >= text) return 'protobuf'
   return om > 0 && om >= text ? 'openmetrics' : 'prometheus'
 }
 
@@ -154,12 +181,7 @@ export async function renderRegistryBuffer (registry: Registry, format: Expositi
   const collected = await collectRegistry(registry, defaultLabels, onCollectError)
   // Start at the size of the previous scrape: a large exposition then needs no regrowth.
   const w = new ExpositionWriter(lastSize.get(registry))
-  let sliceStart = monotonicMs()
-  // Series rendered since the event loop last had a turn. The loop gets one only after a full
-  // slice of series, never for time alone: a small exposition (fewer series than one slice) is
-  // then always rendered in one go, a consistent snapshot, even when a loaded machine stretches
-  // its rendering past RENDER_SLICE_MS (the invariant between the HTTP families holds in it).
-  let sinceYield = 0
+  const slices = new Slices()
   for (const c of collected) {
     if (c === null) continue
     const type = c.type as string
@@ -171,12 +193,7 @@ export async function renderRegistryBuffer (registry: Registry, format: Expositi
       // Large families render in slices, giving the event loop a turn whenever a slice ran long.
       for (let from = 0; from < c.size; from += RENDER_SLICE_SERIES) {
         c.renderSamples(w, sampleName, from, from + RENDER_SLICE_SERIES, openMetrics)
-        sinceYield += Math.min(RENDER_SLICE_SERIES, c.size - from)
-        if (sinceYield >= RENDER_SLICE_SERIES && monotonicMs() - sliceStart > RENDER_SLICE_MS) {
-          await yieldToEventLoop()
-          sliceStart = monotonicMs()
-          sinceYield = 0
-        }
+        if (slices.due(Math.min(RENDER_SLICE_SERIES, c.size - from))) await slices.turn()
       }
     } else {
       renderForeign(w, c, familyName, openMetrics, defaultLabels)
@@ -288,7 +305,7 @@ async function renderProtobuf (registry: Registry, onCollectError?: CollectError
   const defaultLabels = registryDefaultLabels(registry)
   const collected = await collectRegistry(registry, defaultLabels, onCollectError)
   const w = new ProtoWriter(lastProtoSize.get(registry))
-  let sliceStart = monotonicMs()
+  const slices = new Slices()
   for (const c of collected) {
     if (c === null) continue
     const type = c.type as string
@@ -299,10 +316,7 @@ async function renderProtobuf (registry: Registry, onCollectError?: CollectError
     if (isMetricFamily(c)) {
       for (let from = 0; from < c.size; from += RENDER_SLICE_SERIES) {
         c.encodeSeries(w, from, from + RENDER_SLICE_SERIES)
-        if (monotonicMs() - sliceStart > RENDER_SLICE_MS) {
-          await yieldToEventLoop()
-          sliceStart = monotonicMs()
-        }
+        if (slices.due(Math.min(RENDER_SLICE_SERIES, c.size - from))) await slices.turn()
       }
     } else {
       encodeForeign(w, c, type, defaultLabels)

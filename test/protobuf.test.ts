@@ -16,7 +16,6 @@ import { decodeDelimited, PROMETHEUS_PROTOBUF_ACCEPT, protobufSamples, textSampl
 
 t.test('content negotiation picks protobuf only for delimited MetricFamily', async (t) => {
   t.equal(negotiateFormat(PROMETHEUS_PROTOBUF_ACCEPT), 'protobuf')
-  t.equal(negotiateFormat(PROMETHEUS_PROTOBUF_ACCEPT, false), 'openmetrics', 'not offered: the next best')
   t.equal(negotiateFormat('application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=text'), 'prometheus')
   t.equal(negotiateFormat('application/vnd.google.protobuf;proto=other.Message;encoding=delimited'), 'prometheus')
   t.equal(negotiateFormat('application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.1,text/plain;q=0.5'), 'prometheus')
