@@ -115,12 +115,13 @@ t.test('a real Prometheus reads native histograms and exemplars over protobuf', 
   }
   // Then traced requests, one at a time, each given two scrapes. Prometheus 2.42 takes one
   // exemplar per series and scrape, the first bucket's that has one, and each bucket keeps its
-  // latest; so each traced request is made faster than the one before (30 ms, 10 ms, 0 ms: a
-  // lower bucket each time) and each must come back.
+  // latest; so each traced request is made much faster than the one before (300 ms, 60 ms,
+  // 0 ms: a lower bucket each time, unless a request is delayed by 190 ms or more) and each must
+  // come back.
   const traced: string[] = []
   for (let i = 0; i < TRACED_LAST; i++) {
-    await request(nativePort, `/work/${[30, 10, 0][i]}`, `00-${traceId(i)}-${spanId(i)}-01`)
-    await request(classicPort, `/work/${[30, 10, 0][i]}`)
+    await request(nativePort, `/work/${[300, 60, 0][i]}`, `00-${traceId(i)}-${spanId(i)}-01`)
+    await request(classicPort, `/work/${[300, 60, 0][i]}`)
     traced.push(traceId(i))
     await sleep(2200)
   }
