@@ -93,3 +93,33 @@ t.test('exemplars off: none, whatever the headers', async (t) => {
   const h = pb.find((f) => f.name === 'http_request_duration_seconds').metric[0].histogram
   t.notOk(h.bucket.some((b: any) => b.exemplar !== undefined))
 })
+
+t.test('the active OpenTelemetry span wins over traceparent', async (t) => {
+  // @opentelemetry/api is installed here (prom-client depends on it); a context manager over
+  // AsyncLocalStorage, as @opentelemetry/context-async-hooks provides, makes spans active.
+  const api = await import('@opentelemetry/api')
+  const { AsyncLocalStorage } = await import('node:async_hooks')
+  const storage = new AsyncLocalStorage<import('@opentelemetry/api').Context>()
+  const manager: import('@opentelemetry/api').ContextManager = {
+    active: () => storage.getStore() ?? api.ROOT_CONTEXT,
+    with: (ctx, fn, thisArg, ...args) => storage.run(ctx, () => fn.call(thisArg, ...args)),
+    bind: (_ctx, target) => target,
+    enable () { return this },
+    disable () { return this }
+  }
+  t.ok(api.context.setGlobalContextManager(manager))
+  t.teardown(() => api.context.disable())
+  const otelTrace = 'abcdef0123456789abcdef0123456789'
+  const otelSpan = '0123456789abcdef'
+  const a = Fastify()
+  t.teardown(() => a.close())
+  await a.register(netboxMetrics, { enabled: true, defaultMetrics: false, exemplars: true })
+  a.get('/a', async () => 'a')
+  const ctx = api.trace.setSpanContext(api.ROOT_CONTEXT, { traceId: otelTrace, spanId: otelSpan, traceFlags: api.TraceFlags.SAMPLED })
+  await api.context.with(ctx, async () => {
+    t.same(activeSpanTrace(), { traceId: otelTrace, spanId: otelSpan })
+    await a.inject({ url: '/a', headers: { traceparent: header(0) } })
+  })
+  const body = (await a.inject({ url: '/metrics', headers: { accept: 'application/openmetrics-text; version=1.0.0' } })).body
+  t.match(body, new RegExp(`http_request_duration_seconds_bucket\\{[^}]*\\} 1 # \\{trace_id="${otelTrace}",span_id="${otelSpan}"\\}`), 'the span\'s ids, not the header\'s')
+})
