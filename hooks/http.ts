@@ -60,8 +60,6 @@ export interface HttpHooksConfig {
   readonly exclude: ReadonlyArray<string | RegExp>
   /** Reports an exception caught inside a hook (counted, logged once). */
   readonly onInternalError: (component: string, err: unknown) => void
-  /** Whether request durations carry exemplars (lib/exemplars.ts). */
-  readonly exemplars?: boolean
 }
 
 /** Series of one status code of one route and method. */
@@ -526,7 +524,7 @@ export function exceptionType (err: unknown): string {
  */
 export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksConfig): void {
   const { metrics, exclude, onInternalError } = config
-  const exemplars = config.exemplars === true
+  const exemplars = metrics.exemplars
   const received = metrics.get('httpReceived')
   const requests = metrics.get('httpRequests')
   const duration = metrics.get('httpDuration')

@@ -72,7 +72,7 @@ function internalErrorReporter (fastify: FastifyInstance, metrics: MetricSet): (
 async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptions): Promise<void> {
   const options = resolveOptions(opts)
   const { registry } = options
-  const metrics = new MetricSet({ registry, prefix: options.prefix, buckets: options.buckets, maxSeriesPerMetric: options.maxSeriesPerMetric, nativeHistograms: options.nativeHistograms })
+  const metrics = new MetricSet({ registry, prefix: options.prefix, buckets: options.buckets, maxSeriesPerMetric: options.maxSeriesPerMetric, nativeHistograms: options.nativeHistograms, exemplars: options.exemplars })
   const onInternalError = internalErrorReporter(fastify, metrics)
   const onCollectError = (_name: string, err: unknown): void => onInternalError('collector', err)
 
@@ -109,7 +109,7 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
   // enabled plugin still open (hooks/cache.ts, "Late binding").
   if (cacheHooks.bindStandaloneCaches(metrics)) fastify.addHook('onClose', async () => { cacheHooks.releaseStandaloneCaches(metrics) })
 
-  installHttpHooks(fastify, { metrics, exclude: options.exclude, onInternalError, exemplars: options.exemplars })
+  installHttpHooks(fastify, { metrics, exclude: options.exclude, onInternalError })
 
   // ORM and database families (hooks/orm.ts), for each MikroORM instance given.
   const detachOrms = options.orm.map((instance) => orm.attachOrm(instance, metrics, onInternalError, options.migrationsTtl))

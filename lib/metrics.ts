@@ -96,6 +96,8 @@ export interface MetricSetConfig {
   maxSeriesPerMetric: number
   /** Native histogram settings for the duration families (`NATIVE_FAMILIES`); null or absent: classic only. */
   nativeHistograms?: NativeHistogramConfig | null
+  /** Whether the request and statement durations carry exemplars (`lib/exemplars.ts`). */
+  exemplars?: boolean
 }
 
 /** The histograms that get native buckets when `nativeHistograms` is on. */
@@ -113,6 +115,8 @@ type FamilyOf<K extends FamilyKey> = (typeof CATALOGUE)[K]['type'] extends 'coun
 export class MetricSet {
   readonly registry: Registry
   readonly prefix: string
+  /** Whether the request and statement durations carry exemplars. */
+  readonly exemplars: boolean
   private readonly config: MetricSetConfig
   private readonly families = new Map<FamilyKey, MetricFamily<unknown>>()
 
@@ -120,6 +124,7 @@ export class MetricSet {
     this.config = config
     this.registry = config.registry
     this.prefix = config.prefix
+    this.exemplars = config.exemplars === true
   }
 
   /** The family for a catalogue key, created and registered on first use. */

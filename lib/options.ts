@@ -140,10 +140,11 @@ export interface NetboxMetricsOptions {
     classic?: boolean
   }
   /**
-   * Exemplars on the duration histograms: the trace id (and span id) of the request, from the
-   * active OpenTelemetry span when `@opentelemetry/api` is installed and one is active, else
-   * from the W3C `traceparent` header. Served in OpenMetrics text and in protobuf; the latest
-   * exemplar of each bucket is kept.
+   * Exemplars on the duration histograms: on `http_request_duration_seconds` the trace id (and
+   * span id) of the request, from the active OpenTelemetry span when `@opentelemetry/api` is
+   * installed and one is active, else from the W3C `traceparent` header; on
+   * `db_query_duration_seconds` the OpenTelemetry span active around the statement. Served in
+   * OpenMetrics text and in protobuf; the latest exemplar of each bucket is kept.
    * @default false
    */
   exemplars?: boolean

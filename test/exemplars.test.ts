@@ -2,7 +2,9 @@
  * Exemplars (`exemplars: true`): the trace of a request, from its W3C traceparent header, on its
  * duration observation, in OpenMetrics text (checked by Debian's python3-prometheus-client
  * parser, which reads exemplars) and in protobuf (decoded by protobufjs). The traceparent cases
- * are the W3C Trace Context specification's.
+ * are the W3C Trace Context specification's. With an OpenTelemetry context manager installed, the
+ * active span wins over the header, and SQL statements (real PostgreSQL through MikroORM) carry
+ * the span active around them.
  */
 import t from 'tap'
 import Fastify from 'fastify'
@@ -10,6 +12,8 @@ import { spawnSync } from 'node:child_process'
 import netboxMetrics from '../lib/index'
 import { activeSpanTrace, parseTraceparent } from '../lib/exemplars'
 import { decodeDelimited, PROMETHEUS_PROTOBUF_ACCEPT } from './helpers/protobuf'
+import { initOrm } from './helpers/orm-suite'
+import { startDatabase } from '../examples/db'
 
 const PYTHON = process.env.FNM_PYTHON ?? '/usr/bin/python3'
 const noParser = spawnSync(PYTHON, ['-c', 'import prometheus_client.openmetrics.parser']).status === 0
@@ -94,9 +98,9 @@ t.test('exemplars off: none, whatever the headers', async (t) => {
   t.notOk(h.bucket.some((b: any) => b.exemplar !== undefined))
 })
 
-t.test('the active OpenTelemetry span wins over traceparent', async (t) => {
-  // @opentelemetry/api is installed here (prom-client depends on it); a context manager over
-  // AsyncLocalStorage, as @opentelemetry/context-async-hooks provides, makes spans active.
+/** Installs a context manager over AsyncLocalStorage (what @opentelemetry/context-async-hooks provides) for one test. */
+async function openTelemetry (t: any): Promise<typeof import('@opentelemetry/api')> {
+  // @opentelemetry/api is installed here (prom-client depends on it).
   const api = await import('@opentelemetry/api')
   const { AsyncLocalStorage } = await import('node:async_hooks')
   const storage = new AsyncLocalStorage<import('@opentelemetry/api').Context>()
@@ -109,8 +113,14 @@ t.test('the active OpenTelemetry span wins over traceparent', async (t) => {
   }
   t.ok(api.context.setGlobalContextManager(manager))
   t.teardown(() => api.context.disable())
-  const otelTrace = 'abcdef0123456789abcdef0123456789'
-  const otelSpan = '0123456789abcdef'
+  return api
+}
+
+const otelTrace = 'abcdef0123456789abcdef0123456789'
+const otelSpan = '0123456789abcdef'
+
+t.test('the active OpenTelemetry span wins over traceparent', async (t) => {
+  const api = await openTelemetry(t)
   const a = Fastify()
   t.teardown(() => a.close())
   await a.register(netboxMetrics, { enabled: true, defaultMetrics: false, exemplars: true })
@@ -122,4 +132,28 @@ t.test('the active OpenTelemetry span wins over traceparent', async (t) => {
   })
   const body = (await a.inject({ url: '/metrics', headers: { accept: 'application/openmetrics-text; version=1.0.0' } })).body
   t.match(body, new RegExp(`http_request_duration_seconds_bucket\\{[^}]*\\} 1 # \\{trace_id="${otelTrace}",span_id="${otelSpan}"\\}`), 'the span\'s ids, not the header\'s')
+})
+
+t.test('SQL statements carry the active span as exemplar (real PostgreSQL)', async (t) => {
+  const api = await openTelemetry(t)
+  const db = await startDatabase()
+  const lib = require('@mikro-orm/postgresql')
+  const orm = await initOrm(lib, db.url)
+  const a = Fastify()
+  t.teardown(async () => {
+    await a.close()
+    await orm.close(true)
+    await db.stop()
+  })
+  await a.register(netboxMetrics, { enabled: true, defaultMetrics: false, exemplars: true, orm })
+  const ctx = api.trace.setSpanContext(api.ROOT_CONTEXT, { traceId: otelTrace, spanId: otelSpan, traceFlags: api.TraceFlags.SAMPLED })
+  await api.context.with(ctx, async () => {
+    await orm.em.fork().getConnection().execute('select 1')
+  })
+  await orm.em.fork().getConnection().execute('select 2') // no active span: no exemplar
+  const pb = decodeDelimited((await a.inject({ url: '/metrics', headers: { accept: PROMETHEUS_PROTOBUF_ACCEPT } })).rawPayload)
+  const select = pb.find((f) => f.name === 'db_query_duration_seconds').metric.find((m: any) => m.label.some((l: any) => l.name === 'operation' && l.value === 'select'))
+  t.equal(select.histogram.sampleCount, 2)
+  const exemplars = select.histogram.bucket.filter((b: any) => b.exemplar !== undefined).map((b: any) => b.exemplar.label.map((l: any) => l.value))
+  t.same(exemplars, [[otelTrace, otelSpan]], 'one exemplar, from the span active around the statement')
 })
