@@ -681,8 +681,8 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
     report (err: unknown): void { onInternalError('http', err) }
   }
 
-  // This installation's request state, under a symbol of its own: two installations that see the
-  // same request (the plugin registered twice, or two copies of the package) keep apart.
+  // This installation's request state, under a symbol of its own: installations never share a
+  // slot, whichever copy of the package they come from.
   const kState = requestStateKey()
   type StatefulRequest = FastifyRequest & { [kState]?: RequestState | null }
 
@@ -729,9 +729,9 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
   }
 
   /**
-   * Another installation already serves this response (an outer app handed its raw request and
-   * response to this one, or the plugin is registered twice): this state joins its chain and is
-   * settled with it, and the response's write is not wrapped again.
+   * Another installation already serves this response (an outer instrumented app handed its raw
+   * request and response to this one): this state joins its chain and is settled with it, and
+   * the response's write is not wrapped again.
    */
   function joinResponse (first: RequestState, state: RequestState): void {
     if (first.done) {
@@ -837,7 +837,7 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
   function timedHook (fn: AnyFn, phase: number): AnyFn {
     const isAsync = fn.constructor?.name === 'AsyncFunction'
     const withPayload = phase === PRE_PARSING || phase === PRE_SERIALIZATION || phase === ON_SEND
-    const run = (self: unknown, request: StatefulRequest, state: RequestState, args: unknown[], doneIndex: number): unknown => {
+    const run = (self: unknown, state: RequestState, args: unknown[], doneIndex: number): unknown => {
       beginStep(state)
       const hookRun = new HookRun(state, phase)
       if (!isAsync && typeof args[doneIndex] === 'function') {
@@ -866,12 +866,12 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
       ? function (this: unknown, request: StatefulRequest, reply: unknown, payload: unknown, done: unknown): unknown {
         const state = request?.[kState]
         if (state === undefined || state === null || state.done) return fn.call(this, request, reply, payload, done)
-        return run(this, request, state, [request, reply, payload, done], 3)
+        return run(this, state, [request, reply, payload, done], 3)
       }
       : function (this: unknown, request: StatefulRequest, reply: unknown, done: unknown): unknown {
         const state = request?.[kState]
         if (state === undefined || state === null || state.done) return fn.call(this, request, reply, done)
-        return run(this, request, state, [request, reply, done], 2)
+        return run(this, state, [request, reply, done], 2)
       }
     Object.defineProperty(wrapper, 'name', { value: fn.name })
     return wrapper

@@ -5,8 +5,8 @@
 
 /**
  * A new key for one installation's per-request state, set by its `onRequest` hook (`null` when the
- * request is excluded). One per installation, so that two installations that see the same
- * request (the plugin registered twice, or two copies of the package) never share a slot.
+ * request is excluded). One per installation, so that installations never share a slot,
+ * whichever copy of the package they come from.
  */
 export function requestStateKey (): symbol {
   return Symbol('fastify-netbox-metrics.request.state')

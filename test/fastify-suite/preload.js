@@ -18,7 +18,8 @@ if ((mode === 'register' || mode === 'applied') && fastifyDir) {
   const options = Object.freeze({ enabled: true })
   let plugin
   const apply = (app) => {
-    plugin ??= require(join(__dirname, '..', '..', 'dist', 'lib', 'index.js'))
+    // FNM_SUITE_PLUGIN: another build of the package (a checkout's directory), to compare versions.
+    plugin ??= require(process.env.FNM_SUITE_PLUGIN || join(__dirname, '..', '..', 'dist', 'lib', 'index.js'))
     if (mode === 'register') {
       app.register(plugin, options)
     } else {
@@ -38,17 +39,23 @@ if ((mode === 'register' || mode === 'applied') && fastifyDir) {
     wrapped.default = wrapped
     return wrapped
   }
+  // Wrapped once: whoever patches Module._load after this (proxyquire, for one) may keep calling
+  // this function after it stood down.
+  let installed = false
   const load = Module._load
-  Module._load = function (...args) {
+  const ours = function (...args) {
     const exports = load.apply(this, args)
+    if (installed) return exports
     const cached = require.cache[file]
     if (cached !== undefined && cached.loaded) {
       // Fastify is loaded: from now on every require() and import of it gets the wrapper.
-      Module._load = load
+      installed = true
+      if (Module._load === ours) Module._load = load
       const real = cached.exports
       cached.exports = wrap(real)
       return exports === real ? cached.exports : exports
     }
     return exports
   }
+  Module._load = ours
 }

@@ -14,7 +14,8 @@
 // resolve those dependencies first and nothing is written into node_modules.
 //
 // Usage: node test/fastify-suite/run.js [--modes plain,register,applied] [--files glob ...]
-// Env: FNM_SUITE_CONCURRENCY (borp's --concurrency, default 2), FNM_SUITE_TIMEOUT (ms per test).
+// Env: FNM_SUITE_CONCURRENCY (borp's --concurrency, default 2), FNM_SUITE_TIMEOUT (ms per test),
+// FNM_SUITE_PLUGIN (another build of the package to install instead, e.g. an older checkout).
 const { spawnSync, spawn } = require('node:child_process')
 const fs = require('node:fs')
 const { join, relative } = require('node:path')
