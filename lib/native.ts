@@ -124,13 +124,17 @@ export function bucketKey (v: number, schema: number): number {
   return (key + (1 << shift) - 1) >> shift
 }
 
+// lo and hi of a side without observations: any key is below the one and above the other.
+const EMPTY_LO = 0x7fffffff
+const EMPTY_HI = -0x7fffffff
+
 /** One side (positive or negative) of a native histogram: counts of keys [offset, offset + counts.length). */
 class Side {
   offset = 0
   counts: Float64Array = new Float64Array(0)
-  /** Lowest and highest key observed; lo > hi while empty. */
-  lo = 1
-  hi = 0
+  /** Lowest and highest key observed; EMPTY_LO and EMPTY_HI while empty. */
+  lo = EMPTY_LO
+  hi = EMPTY_HI
 
   get span (): number {
     return this.hi >= this.lo ? this.hi - this.lo + 1 : 0
@@ -219,12 +223,7 @@ export class NativeBuckets {
       const lo = side.span === 0 ? k : Math.min(side.lo, k)
       const hi = side.span === 0 ? k : Math.max(side.hi, k)
       if (hi - lo + 1 + other.span <= max || this.schema <= MIN_SCHEMA) {
-        const wasEmpty = side.span === 0
         side.rebuild(lo, hi, Math.min(max, Math.max(16, 2 * (hi - lo + 1))), same)
-        if (wasEmpty) { // the window covers k only because of this observation
-          side.lo = k
-          side.hi = k
-        }
       } else {
         this.reduce()
         k = halve(k)
@@ -263,8 +262,8 @@ export class NativeBuckets {
     this.zeroCount = 0
     for (const side of [this.positive, this.negative]) {
       side.counts.fill(0)
-      side.lo = 1
-      side.hi = 0
+      side.lo = EMPTY_LO
+      side.hi = EMPTY_HI
     }
   }
 

@@ -130,6 +130,26 @@ t.test('too many buckets halve the resolution; memory stays within maxBuckets', 
   t.same(Object.fromEntries(nativeBuckets(h.positiveSpan, h.positiveDelta)), Object.fromEntries(expected), 'each count as if observed at the final schema')
 })
 
+t.test('after a reset (registry.resetMetrics()), only later observations count, in the right buckets', async (t) => {
+  const first = [0.003, 0.2, 5]
+  const later = [0.0012, 0.04, 0.04, 3]
+  const h = decode((f) => {
+    const s = f.child()
+    for (const v of first) s.observe(v)
+    s.zero()
+    for (const v of later) s.observe(v)
+  }, config())
+  const expected = new Map<number, number>()
+  for (const v of later) expected.set(referenceKey(v, 3), (expected.get(referenceKey(v, 3)) ?? 0) + 1)
+  t.equal(h.sampleCount, later.length)
+  t.same(Object.fromEntries(nativeBuckets(h.positiveSpan, h.positiveDelta)), Object.fromEntries(expected))
+  const n = new NativeBuckets(config())
+  for (const v of [0.5, 2, 8]) n.observe(v)
+  n.reset()
+  n.observe(4)
+  t.same([n.positive.lo, n.positive.hi, n.positive.span], [16, 16, 1], 'the populated range is the later observation\'s only')
+})
+
 t.test('merging two histograms of different schemas is exact at the coarser one', async (t) => {
   const a = new NativeBuckets(config({ schema: 4 }))
   const b = new NativeBuckets(config({ schema: 2 }))
