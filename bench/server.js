@@ -1,6 +1,7 @@
 'use strict'
 // One benchmark server, on PORT, route GET /item/:id.
-// MODE=bare | plugin | plugin-nodefault | fastify-metrics | floor | floor-nohook | defaults-only
+// MODE=bare | plugin | plugin-native | plugin-nodefault | fastify-metrics | floor | floor-nohook | defaults-only
+// (plugin-native: the plugin with nativeHistograms: true, native buckets beside the classic ones)
 // PLUGIN=<directory> loads the plugin from another checkout (built), to compare two versions;
 // MODE=plugin@<directory> does the same for one server only, so that one paired run can hold both
 // versions side by side (BENCH_MODES=bare,plugin,plugin@../before).
@@ -14,6 +15,8 @@ async function main () {
   const app = Fastify({ logger: false })
   if (mode === 'plugin') {
     await app.register(plugin(), { enabled: true })
+  } else if (mode === 'plugin-native') {
+    await app.register(plugin(), { enabled: true, nativeHistograms: true })
   } else if (mode === 'plugin-nodefault') {
     await app.register(plugin(), { enabled: true, defaultMetrics: false })
   } else if (mode === 'fastify-metrics') {

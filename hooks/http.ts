@@ -33,6 +33,7 @@ import { ServerResponse } from 'node:http'
 import type { IncomingMessage } from 'node:http'
 import { Socket } from 'node:net'
 import { monotonicMs } from '../lib/clock'
+import { requestTrace } from '../lib/exemplars'
 import { FNM_ERR_ROUTE_CONFIG_INVALID } from '../lib/errors'
 import type { CounterSeries, GaugeSeries, HistogramSeries } from '../lib/families'
 import type { MetricSet } from '../lib/metrics'
@@ -523,6 +524,7 @@ export function exceptionType (err: unknown): string {
  */
 export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksConfig): void {
   const { metrics, exclude, onInternalError } = config
+  const exemplars = metrics.exemplars
   const received = metrics.get('httpReceived')
   const requests = metrics.get('httpRequests')
   const duration = metrics.get('httpDuration')
@@ -626,7 +628,10 @@ export function installHttpHooks (fastify: FastifyInstance, config: HttpHooksCon
       rm.lastStatus = ss
     }
     ss.requests.value++
-    ss.duration.observe((monotonicMs() - state.start) / 1000)
+    const seconds = (monotonicMs() - state.start) / 1000
+    const trace = exemplars ? requestTrace(reply.request.raw.headers) : undefined
+    if (trace === undefined) ss.duration.observe(seconds)
+    else ss.duration.observeWithExemplar(seconds, trace.traceId, trace.spanId)
     rm.requestSize.observe(state.requestBytes)
     rm.responseSize.observe(rawStatus === 0 ? responseBodyBytes(state, reply, status) : state.responseBytes)
     if (state.phaseMask !== 0) observePhases(state)

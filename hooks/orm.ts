@@ -29,6 +29,7 @@ import { AsyncLocalStorage } from 'node:async_hooks'
 import { readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { monotonicMs } from '../lib/clock'
+import { activeSpanTrace } from '../lib/exemplars'
 import { fileURLToPath } from 'node:url'
 import type { CounterSeries, HistogramSeries, MetricFamily } from '../lib/families'
 import type { MetricSet } from '../lib/metrics'
@@ -287,6 +288,13 @@ class Sink {
     const tx = metrics.get('dbTransactions')
     this.commits = tx.child(context, vendor, 'commit')
     this.rollbacks = tx.child(context, vendor, 'rollback')
+  }
+
+  /** Records a statement's duration, with the active OpenTelemetry span as exemplar when asked for. */
+  observeDuration (op: number, seconds: number): void {
+    const trace = this.metrics.exemplars ? activeSpanTrace() : undefined
+    if (trace === undefined) this.durations[op].observe(seconds)
+    else this.durations[op].observeWithExemplar(seconds, trace.traceId, trace.spanId)
   }
 
   write (kind: number, entity: string, n: number): void {
@@ -582,7 +590,7 @@ export class OrmInstrumentation {
       for (let i = 0; i < sinks.length; i++) {
         const s = sinks[i]
         s.execute.value++
-        s.durations[op].observe(seconds)
+        s.observeDuration(op, seconds)
         s.error(type)
         if (connectFailure) s.newConnectionErrors.value++
       }
@@ -601,7 +609,7 @@ export class OrmInstrumentation {
     for (let i = 0; i < sinks.length; i++) {
       const s = sinks[i]
       s.execute.value++
-      s.durations[op].observe(seconds)
+      s.observeDuration(op, seconds)
     }
     if (op === OP_SELECT || op === OP_OTHER) return
     // Writes: those of a flush are counted from its change sets, not here.

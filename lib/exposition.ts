@@ -7,13 +7,20 @@
  */
 import { monotonicMs } from './clock'
 import type { MetricObjectWithValues, MetricValue, MetricValueWithName, Registry } from 'prom-client'
-import { escapeHelp, escapeLabelValue, formatCanonical, formatValue, isMetricFamily } from './families'
+import { escapeHelp, escapeLabelValue, formatCanonical, formatValue, isMetricFamily, type MetricFamily } from './families'
 import { ExpositionWriter } from './writer'
+import { encodeLabels, PB, ProtoWriter } from './protobuf'
 
 /** Content type of the Prometheus text format 0.0.4. */
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
 /** Content type of OpenMetrics 1.0.0. */
 export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8'
+
+/**
+ * Content type of Prometheus's protobuf exposition: length-delimited `MetricFamily` messages of
+ * `client_model` (what Prometheus asks for first when its native histograms are on).
+ */
+export const PROTOBUF_CONTENT_TYPE = 'application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited'
 
 /** Series rendered between two checks of the time spent. */
 export const RENDER_SLICE_SERIES = 250
@@ -21,32 +28,75 @@ export const RENDER_SLICE_SERIES = 250
 export const RENDER_SLICE_MS = 10
 
 const lastSize = new WeakMap<object, number>()
+const lastProtoSize = new WeakMap<object, number>()
 
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
 
-/** The two exposition formats. */
-export type ExpositionFormat = 'prometheus' | 'openmetrics'
+/**
+ * When a scrape gives the event loop a turn: only after a full slice of series, never for time
+ * alone, so a small exposition (fewer series than one slice) is always rendered in one go, a
+ * consistent snapshot, even when a loaded machine stretches its rendering past RENDER_SLICE_MS
+ * (the invariant between the HTTP families holds in it).
+ */
+class Slices {
+  private start = monotonicMs()
+  private since = 0
+
+  /**
+   * Counts `n` series rendered; true when a full slice ran long and the event loop should get a
+   * turn (`turn()`). Synchronous otherwise: not even a microtask runs between two slices.
+   */
+  due (n: number): boolean {
+    this.since += n
+    return this.since >= RENDER_SLICE_SERIES && monotonicMs() - this.start > RENDER_SLICE_MS
+  }
+
+  /** Gives the event loop a turn and starts a new slice. */
+  async turn (): Promise<void> {
+    await yieldToEventLoop()
+    this.start = monotonicMs()
+    this.since = 0
+  }
+}
+
+/** The exposition formats: Prometheus text, OpenMetrics text, and Prometheus protobuf. */
+export type ExpositionFormat = 'prometheus' | 'openmetrics' | 'protobuf'
+
+/** The content type of a format. */
+export function contentType (format: ExpositionFormat): string {
+  return format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : format === 'protobuf' ? PROTOBUF_CONTENT_TYPE : PROMETHEUS_CONTENT_TYPE
+}
 
 /**
- * Picks the format an `Accept` header asks for: OpenMetrics when it is acceptable with a quality
- * at least as high as the text format's (Prometheus sends both, OpenMetrics first), else text.
+ * Picks the format an `Accept` header asks for, by quality: protobuf (only the delimited
+ * `io.prometheus.client.MetricFamily` kind), then OpenMetrics, when acceptable with a quality at
+ * least as high as the text format's (Prometheus sends them in that order), else text.
  */
 export function negotiateFormat (accept: string | undefined): ExpositionFormat {
-  if (accept === undefined || !accept.includes('openmetrics')) return 'prometheus'
+  if (accept === undefined || (!accept.includes('openmetrics') && !accept.includes('vnd.google.protobuf'))) return 'prometheus'
+  let pb = -1
   let om = -1
   let text = -1
   for (const part of accept.split(',')) {
     const [type, ...params] = part.trim().split(';')
     let q = 1
+    let proto = ''
+    let encoding = ''
     for (const p of params) {
-      const [k, v] = p.trim().split('=')
-      if (k === 'q') q = Number(v)
+      const [k, v = ''] = p.trim().split('=')
+      const key = k.trim().toLowerCase()
+      if (key === 'q') q = Number(v)
+      else if (key === 'proto') proto = v.trim()
+      else if (key === 'encoding') encoding = v.trim().toLowerCase()
     }
     if (!Number.isFinite(q)) continue
     const t = type.trim().toLowerCase()
-    if (t === 'application/openmetrics-text') om = Math.max(om, q)
+    if (t === 'application/vnd.google.protobuf') {
+      if (proto === 'io.prometheus.client.MetricFamily' && encoding === 'delimited') pb = Math.max(pb, q)
+    } else if (t === 'application/openmetrics-text') om = Math.max(om, q)
     else if (t === 'text/plain' || t === '*/*' || t === 'text/*') text = Math.max(text, q)
   }
+  if (pb > 0 && pb >= om && pb >= text) return 'protobuf'
   return om > 0 && om >= text ? 'openmetrics' : 'prometheus'
 }
 
@@ -95,14 +145,16 @@ export async function renderRegistry (registry: Registry, format: ExpositionForm
   return (await renderRegistryBuffer(registry, format, onCollectError)).toString('utf8')
 }
 
-/** `renderRegistry`, as UTF-8 bytes ready to send or compress. */
-export async function renderRegistryBuffer (registry: Registry, format: ExpositionFormat, onCollectError?: CollectErrorHandler): Promise<Buffer> {
-  const openMetrics = format === 'openmetrics'
-  const rawDefaults = (registry as unknown as { _defaultLabels?: Record<string, string> })._defaultLabels
-  const defaultLabels = rawDefaults !== undefined && Object.keys(rawDefaults).length > 0 ? rawDefaults : null
+type Collected = MetricFamily<unknown> | MetricObjectWithValues<MetricValue<string>> | null
+
+/**
+ * Collects every metric of a registry, concurrently as prom-client does: the package's own
+ * families ready to render themselves, any other metric (or every one, when the registry has
+ * default labels) as its `get()` values; null for a metric whose collector threw.
+ */
+async function collectRegistry (registry: Registry, defaultLabels: Record<string, string> | null, onCollectError?: CollectErrorHandler): Promise<Collected[]> {
   const metrics = registry.getMetricsAsArray() as unknown[]
-  // Collect everything first, concurrently, as prom-client does.
-  const collected = await Promise.all(metrics.map(async (m) => {
+  return await Promise.all(metrics.map(async (m) => {
     try {
       if (isMetricFamily(m) && defaultLabels === null) {
         await m.prepare()
@@ -114,14 +166,22 @@ export async function renderRegistryBuffer (registry: Registry, format: Expositi
       return null
     }
   }))
+}
+
+function registryDefaultLabels (registry: Registry): Record<string, string> | null {
+  const rawDefaults = (registry as unknown as { _defaultLabels?: Record<string, string> })._defaultLabels
+  return rawDefaults !== undefined && Object.keys(rawDefaults).length > 0 ? rawDefaults : null
+}
+
+/** `renderRegistry`, as bytes ready to send or compress (UTF-8 text, or protobuf). */
+export async function renderRegistryBuffer (registry: Registry, format: ExpositionFormat, onCollectError?: CollectErrorHandler): Promise<Buffer> {
+  if (format === 'protobuf') return await renderProtobuf(registry, onCollectError)
+  const openMetrics = format === 'openmetrics'
+  const defaultLabels = registryDefaultLabels(registry)
+  const collected = await collectRegistry(registry, defaultLabels, onCollectError)
   // Start at the size of the previous scrape: a large exposition then needs no regrowth.
   const w = new ExpositionWriter(lastSize.get(registry))
-  let sliceStart = monotonicMs()
-  // Series rendered since the event loop last had a turn. The loop gets one only after a full
-  // slice of series, never for time alone: a small exposition (fewer series than one slice) is
-  // then always rendered in one go, a consistent snapshot, even when a loaded machine stretches
-  // its rendering past RENDER_SLICE_MS (the invariant between the HTTP families holds in it).
-  let sinceYield = 0
+  const slices = new Slices()
   for (const c of collected) {
     if (c === null) continue
     const type = c.type as string
@@ -133,12 +193,7 @@ export async function renderRegistryBuffer (registry: Registry, format: Expositi
       // Large families render in slices, giving the event loop a turn whenever a slice ran long.
       for (let from = 0; from < c.size; from += RENDER_SLICE_SERIES) {
         c.renderSamples(w, sampleName, from, from + RENDER_SLICE_SERIES, openMetrics)
-        sinceYield += Math.min(RENDER_SLICE_SERIES, c.size - from)
-        if (sinceYield >= RENDER_SLICE_SERIES && monotonicMs() - sliceStart > RENDER_SLICE_MS) {
-          await yieldToEventLoop()
-          sliceStart = monotonicMs()
-          sinceYield = 0
-        }
+        if (slices.due(Math.min(RENDER_SLICE_SERIES, c.size - from))) await slices.turn()
       }
     } else {
       renderForeign(w, c, familyName, openMetrics, defaultLabels)
@@ -146,5 +201,128 @@ export async function renderRegistryBuffer (registry: Registry, format: Expositi
   }
   if (openMetrics) w.text('# EOF\n')
   lastSize.set(registry, Math.max(64 * 1024, Math.ceil(w.length * 1.1)))
+  return w.toBuffer()
+}
+
+const PROTO_TYPES: Record<string, number> = { counter: PB.type.counter, gauge: PB.type.gauge, summary: PB.type.summary, histogram: PB.type.histogram }
+
+/** The labels of a sample without one label (`le`, `quantile`), and a key for its series. */
+function seriesOf (labels: Record<string, string | number | undefined>, without: string): { key: string, labels: Record<string, string | number | undefined> } {
+  const rest: Record<string, string | number | undefined> = {}
+  let key = ''
+  for (const k of Object.keys(labels)) {
+    if (k === without || labels[k] === undefined) continue
+    rest[k] = labels[k]
+    key += `${k}\u0000${String(labels[k])}\u0001`
+  }
+  return { key, labels: rest }
+}
+
+interface ForeignSeries {
+  labels: Record<string, string | number | undefined>
+  /** Bucket bounds and cumulative counts, or quantiles and values. */
+  points: Array<[number, number]>
+  sum: number
+  count: number
+}
+
+/**
+ * Encodes a metric known only by its prom-client `get()` values as `Metric` messages: counters,
+ * gauges and untyped one per sample; histograms and summaries regrouped from their `_bucket`
+ * (`le`) or quantile samples, `_sum` and `_count` into one message per label set.
+ */
+function encodeForeign (w: ProtoWriter, metric: MetricObjectWithValues<MetricValue<string>>, type: string, defaultLabels: Record<string, string> | null): void {
+  const values = metric.values ?? []
+  const labelsOf = (v: MetricValue<string>): Record<string, string | number | undefined> => (defaultLabels === null ? v.labels : { ...defaultLabels, ...v.labels }) ?? {}
+  if (type !== 'histogram' && type !== 'summary') {
+    const field = type === 'counter' ? PB.metric.counter : type === 'gauge' ? PB.metric.gauge : PB.metric.untyped
+    for (const v of values) {
+      const m = w.begin(PB.family.metric)
+      w.raw(encodeLabels(labelsOf(v)))
+      const at = w.begin(field)
+      w.double(PB.value, v.value)
+      w.end(at)
+      w.end(m)
+    }
+    return
+  }
+  const pointLabel = type === 'histogram' ? 'le' : 'quantile'
+  const series = new Map<string, ForeignSeries>()
+  for (const v of values) {
+    const { key, labels } = seriesOf(labelsOf(v), pointLabel)
+    let s = series.get(key)
+    if (s === undefined) {
+      s = { labels, points: [], sum: 0, count: 0 }
+      series.set(key, s)
+    }
+    const sample = (v as MetricValueWithName<string>).metricName ?? metric.name
+    if (sample.endsWith('_sum')) s.sum = v.value
+    else if (sample.endsWith('_count')) s.count = v.value
+    else {
+      const raw = (v.labels as Record<string, string | number | undefined> | undefined)?.[pointLabel]
+      const bound = raw === '+Inf' ? Infinity : Number(raw)
+      if (raw !== undefined && !Number.isNaN(bound)) s.points.push([bound, v.value])
+    }
+  }
+  for (const s of series.values()) {
+    const m = w.begin(PB.family.metric)
+    w.raw(encodeLabels(s.labels))
+    if (type === 'histogram') {
+      const h = w.begin(PB.metric.histogram)
+      w.uint(PB.histogram.count, s.count)
+      w.double(PB.histogram.sum, s.sum)
+      // The +Inf bucket is implied by the count (client_golang leaves it out too).
+      for (const [bound, count] of s.points) {
+        if (bound === Infinity) continue
+        const b = w.begin(PB.histogram.bucket)
+        w.uint(PB.bucket.cumulativeCount, count)
+        w.double(PB.bucket.upperBound, bound)
+        w.end(b)
+      }
+      w.end(h)
+    } else {
+      const sm = w.begin(PB.metric.summary)
+      w.uint(PB.summary.count, s.count)
+      w.double(PB.summary.sum, s.sum)
+      for (const [q, value] of s.points) {
+        const at = w.begin(PB.summary.quantile)
+        w.double(PB.quantile.quantile, q)
+        w.double(PB.quantile.value, value)
+        w.end(at)
+      }
+      w.end(sm)
+    }
+    w.end(m)
+  }
+}
+
+/**
+ * Renders every metric of a registry as Prometheus's protobuf exposition: one length-delimited
+ * `MetricFamily` per metric, the package's own families straight from their series (in slices,
+ * as the text formats), the others from their `get()` values.
+ */
+async function renderProtobuf (registry: Registry, onCollectError?: CollectErrorHandler): Promise<Buffer> {
+  const defaultLabels = registryDefaultLabels(registry)
+  const collected = await collectRegistry(registry, defaultLabels, onCollectError)
+  const w = new ProtoWriter(lastProtoSize.get(registry))
+  const slices = new Slices()
+  for (const c of collected) {
+    if (c === null) continue
+    const type = c.type as string
+    const family = w.begin()
+    w.string(PB.family.name, c.name)
+    w.string(PB.family.help, c.help)
+    w.uint(PB.family.type, PROTO_TYPES[type] ?? PB.type.untyped)
+    if (isMetricFamily(c)) {
+      for (let from = 0; from < c.size; from += RENDER_SLICE_SERIES) {
+        c.encodeSeries(w, from, from + RENDER_SLICE_SERIES)
+        if (slices.due(Math.min(RENDER_SLICE_SERIES, c.size - from))) await slices.turn()
+      }
+    } else {
+      encodeForeign(w, c, type, defaultLabels)
+    }
+    w.end(family)
+  }
+  lastProtoSize.set(registry, Math.max(64 * 1024, Math.ceil(w.length * 1.1)))
   return w.toBuffer()
 }

@@ -9,6 +9,8 @@
 import type { MetricObjectWithValues, MetricValue, MetricValueWithName } from 'prom-client'
 import { FNM_ERR_LABELS } from './errors'
 import type { ExpositionWriter } from './writer'
+import { NativeBuckets, type NativeHistogramConfig } from './native'
+import { encodeLabels, PB, writeTimestamp, type ProtoWriter } from './protobuf'
 
 const NEWLINE = 10
 const SPACE = 32
@@ -91,6 +93,13 @@ export abstract class BaseSeries {
     return this.labelBuffer
   }
 
+  private protoBuffer: Buffer | undefined
+  /** The labels as protobuf `Metric.label` fields, made on first protobuf scrape and kept. */
+  get protoLabels (): Buffer {
+    if (this.protoBuffer === undefined) this.protoBuffer = encodeLabels(this.labels)
+    return this.protoBuffer
+  }
+
   constructor (labelNames: readonly string[], values: readonly string[]) {
     const labels: Record<string, string> = {}
     for (let i = 0; i < labelNames.length; i++) labels[labelNames[i]] = values[i]
@@ -118,18 +127,41 @@ export class GaugeSeries extends BaseSeries {
   dec (n = 1): void { this.value -= n }
 }
 
-/** One histogram series. Bucket counts are kept non-cumulative and summed when read. */
+/**
+ * An exemplar: an observation with the trace that made it (OpenMetrics and protobuf). The
+ * label set (`trace_id`, `span_id`) stays within OpenMetrics' 128 characters: W3C ids are 32
+ * and 16 hex digits.
+ */
+export interface Exemplar {
+  traceId: string
+  spanId: string
+  value: number
+  /** Milliseconds since the epoch. */
+  timestampMs: number
+}
+
+/**
+ * One histogram series. Bucket counts are kept non-cumulative and summed when read. With native
+ * buckets configured (`lib/native.ts`) every observation is also counted there; with exemplars,
+ * the latest exemplar of each classic bucket is kept (one slot per bucket, so at most
+ * `upperBounds.length + 1` per series).
+ */
 export class HistogramSeries extends BaseSeries {
   readonly upperBounds: Float64Array
   /** counts[i] = observations in (upperBounds[i-1], upperBounds[i]]; the last slot is +Inf. */
   readonly counts: Float64Array
   sum = 0
   count = 0
+  /** The native (exponential) buckets, null when native histograms are off. */
+  readonly native: NativeBuckets | null
+  /** The latest exemplar of each classic bucket; null until the first exemplar. */
+  exemplars: Array<Exemplar | undefined> | null = null
 
-  constructor (labelNames: readonly string[], values: readonly string[], upperBounds: Float64Array) {
+  constructor (labelNames: readonly string[], values: readonly string[], upperBounds: Float64Array, native: NativeHistogramConfig | null = null) {
     super(labelNames, values)
     this.upperBounds = upperBounds
     this.counts = new Float64Array(upperBounds.length + 1)
+    this.native = native === null ? null : new NativeBuckets(native)
   }
 
   /** Empties the buckets, sum and count (prom-client's `reset()`); the series object stays in use. */
@@ -137,19 +169,65 @@ export class HistogramSeries extends BaseSeries {
     this.counts.fill(0)
     this.sum = 0
     this.count = 0
+    if (this.native !== null) this.native.reset()
+    this.exemplars = null
   }
 
-  /** Records one observation. */
-  observe (v: number): void {
+  private bucketOf (v: number): number {
     const bounds = this.upperBounds
     const n = bounds.length
     let i = 0
     // Observations are mostly small (fast requests, small bodies): a forward scan beats bisection here.
     while (i < n && v > bounds[i]) i++
-    this.counts[i]++
+    return i
+  }
+
+  /** Records one observation. */
+  observe (v: number): void {
+    this.counts[this.bucketOf(v)]++
     this.sum += v
     this.count++
+    if (this.native !== null) this.native.observe(v)
   }
+
+  /** Records one observation with the trace it belongs to, kept as its bucket's exemplar. */
+  observeWithExemplar (v: number, traceId: string, spanId: string): void {
+    this.observe(v)
+    const i = this.bucketOf(v)
+    if (this.exemplars === null) this.exemplars = new Array(this.counts.length).fill(undefined)
+    const e = this.exemplars[i]
+    if (e === undefined) {
+      this.exemplars[i] = { traceId, spanId, value: v, timestampMs: Date.now() }
+    } else {
+      e.traceId = traceId
+      e.spanId = spanId
+      e.value = v
+      e.timestampMs = Date.now()
+    }
+  }
+}
+
+/** Appends an `Exemplar` message field. */
+function writeExemplar (w: ProtoWriter, field: number, e: Exemplar): void {
+  const at = w.begin(field)
+  const label = w.begin(PB.exemplar.label)
+  w.string(PB.label.name, 'trace_id')
+  w.string(PB.label.value, e.traceId)
+  w.end(label)
+  if (e.spanId !== '') {
+    const span = w.begin(PB.exemplar.label)
+    w.string(PB.label.name, 'span_id')
+    w.string(PB.label.value, e.spanId)
+    w.end(span)
+  }
+  w.double(PB.exemplar.value, e.value)
+  writeTimestamp(w, PB.exemplar.timestamp, e.timestampMs)
+  w.end(at)
+}
+
+/** ` # {trace_id="...",span_id="..."} value timestamp` after an OpenMetrics bucket sample. */
+function writeExemplarText (w: ExpositionWriter, e: Exemplar): void {
+  w.text(` # {trace_id="${e.traceId}"${e.spanId !== '' ? `,span_id="${e.spanId}"` : ''}} ${formatValue(e.value)} ${(e.timestampMs / 1000).toFixed(3)}`)
 }
 
 /**
@@ -214,7 +292,7 @@ export abstract class MetricFamily<S> {
   }
 
   /** The series at a position of `entries()` order (the overflow series last). */
-  protected at (i: number): S {
+  at (i: number): S {
     return i < this.list.length ? this.list[i] : this.overflowSeries as S
   }
 
@@ -262,6 +340,23 @@ export abstract class MetricFamily<S> {
    */
   abstract renderSamples (w: ExpositionWriter, sampleName: string, from?: number, to?: number, openMetrics?: boolean): void
 
+  /** Appends the series in positions [from, to) as protobuf `Metric` messages (`MetricFamily.metric` fields). */
+  abstract encodeSeries (w: ProtoWriter, from?: number, to?: number): void
+
+  /** Writes `Metric { label..., <field> { value } }` for each series with one value (counters and gauges). */
+  protected encodeSimple (w: ProtoWriter, field: number, from: number, to: number): void {
+    const end = Math.min(to, this.size)
+    for (let i = from; i < end; i++) {
+      const s = this.at(i) as unknown as CounterSeries
+      const metric = w.begin(PB.family.metric)
+      w.raw(s.protoLabels)
+      const at = w.begin(field)
+      w.double(PB.value, s.value)
+      w.end(at)
+      w.end(metric)
+    }
+  }
+
   private readonly nameBytes = new Map<string, Buffer>()
   /** `text` as bytes, cached (sample names and their fixed parts). */
   protected cachedBytes (text: string): Buffer {
@@ -308,6 +403,10 @@ export class CounterFamily extends MetricFamily<CounterSeries> {
   renderSamples (w: ExpositionWriter, sampleName: string, from = 0, to = Infinity): void {
     this.writeSimple(w, sampleName, from, to)
   }
+
+  encodeSeries (w: ProtoWriter, from = 0, to = Infinity): void {
+    this.encodeSimple(w, PB.metric.counter, from, to)
+  }
 }
 
 /** A gauge family. */
@@ -326,6 +425,10 @@ export class GaugeFamily extends MetricFamily<GaugeSeries> {
   renderSamples (w: ExpositionWriter, sampleName: string, from = 0, to = Infinity): void {
     this.writeSimple(w, sampleName, from, to)
   }
+
+  encodeSeries (w: ProtoWriter, from = 0, to = Infinity): void {
+    this.encodeSimple(w, PB.metric.gauge, from, to)
+  }
 }
 
 /** A histogram family with fixed upper bounds (sorted, finite; `+Inf` is implicit). */
@@ -337,8 +440,12 @@ export class HistogramFamily extends MetricFamily<HistogramSeries> {
   /** `le` values in OpenMetrics' canonical form: `1.0`, `+Inf`. */
   private readonly leTextOpenMetrics: readonly string[]
 
-  constructor (config: FamilyConfig & { buckets: readonly number[] }) {
+  /** Native histogram settings; null when this family has classic buckets only. */
+  readonly native: NativeHistogramConfig | null
+
+  constructor (config: FamilyConfig & { buckets: readonly number[], native?: NativeHistogramConfig | null }) {
     super(config)
+    this.native = config.native ?? null
     this.upperBounds = Float64Array.from(config.buckets)
     this.leText = [...config.buckets.map(formatValue), '+Inf']
     this.leTextOpenMetrics = [...config.buckets.map(formatCanonical), '+Inf']
@@ -357,7 +464,7 @@ export class HistogramFamily extends MetricFamily<HistogramSeries> {
   }
 
   protected create (values: readonly string[]): HistogramSeries {
-    return new HistogramSeries(this.labelNames, values, this.upperBounds)
+    return new HistogramSeries(this.labelNames, values, this.upperBounds, this.native)
   }
 
   protected values (): Array<MetricValue<string>> {
@@ -387,6 +494,8 @@ export class HistogramFamily extends MetricFamily<HistogramSeries> {
       const hasLabels = s.labelText !== ''
       const labels = hasLabels ? s.labelBytes : undefined
       const le = hasLabels ? leAfterLabels : leAlone
+      // Exemplars are OpenMetrics only: the Prometheus text format has no syntax for them.
+      const exemplars = openMetrics ? s.exemplars : null
       let acc = 0
       for (let i = 0; i < le.length; i++) {
         acc += s.counts[i]
@@ -394,10 +503,52 @@ export class HistogramFamily extends MetricFamily<HistogramSeries> {
         if (labels !== undefined) w.bytes(labels)
         w.bytes(le[i])
         w.number(acc)
+        const e = exemplars?.[i]
+        if (e !== undefined) writeExemplarText(w, e)
         w.byte(NEWLINE)
       }
       this.writeTotal(w, sum, labels, s.sum)
       this.writeTotal(w, count, labels, s.count)
+    }
+  }
+
+  /**
+   * Protobuf `Histogram`s: count, sum, the classic buckets (cumulative, without `+Inf` unless it
+   * holds an exemplar, as client_golang) unless native buckets replace them (`classic: false`),
+   * and the native fields when configured, with the classic buckets' exemplars beside them.
+   */
+  encodeSeries (w: ProtoWriter, from = 0, to = Infinity): void {
+    const f = PB.histogram
+    const classic = this.native === null || this.native.classic
+    const bounds = this.upperBounds
+    const end = Math.min(to, this.size)
+    for (let j = from; j < end; j++) {
+      const s = this.at(j)
+      const metric = w.begin(PB.family.metric)
+      w.raw(s.protoLabels)
+      const h = w.begin(PB.metric.histogram)
+      w.uint(f.count, s.count)
+      w.double(f.sum, s.sum)
+      const exemplars = s.exemplars
+      if (classic) {
+        let acc = 0
+        for (let i = 0; i <= bounds.length; i++) {
+          acc += s.counts[i]
+          const e = exemplars?.[i]
+          if (i === bounds.length && e === undefined) break
+          const b = w.begin(f.bucket)
+          w.uint(PB.bucket.cumulativeCount, acc)
+          w.double(PB.bucket.upperBound, i < bounds.length ? bounds[i] : Infinity)
+          if (e !== undefined) writeExemplar(w, PB.bucket.exemplar, e)
+          w.end(b)
+        }
+      }
+      if (s.native !== null) {
+        s.native.encode(w)
+        if (exemplars !== null) for (const e of exemplars) if (e !== undefined) writeExemplar(w, f.exemplars, e)
+      }
+      w.end(h)
+      w.end(metric)
     }
   }
 

@@ -29,7 +29,7 @@ interface MetricsDecorator {
   /** The separate metrics listener when `server` is set and the app is ready, else null. */
   readonly listener: import('node:http').Server | null
   /** Renders the registry as a scrape would (also when disabled, for tests and custom routes). */
-  render: (format?: ExpositionFormat) => Promise<string>
+  render: (format?: 'prometheus' | 'openmetrics') => Promise<string>
   /**
    * Wraps an application cache (a `Map`, a Redis client, an object with `get`/`set`) so it is
    * counted under `name` in this app's registry; same interface and type as the cache. When the
@@ -72,7 +72,7 @@ function internalErrorReporter (fastify: FastifyInstance, metrics: MetricSet): (
 async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptions): Promise<void> {
   const options = resolveOptions(opts)
   const { registry } = options
-  const metrics = new MetricSet({ registry, prefix: options.prefix, buckets: options.buckets, maxSeriesPerMetric: options.maxSeriesPerMetric })
+  const metrics = new MetricSet({ registry, prefix: options.prefix, buckets: options.buckets, maxSeriesPerMetric: options.maxSeriesPerMetric, nativeHistograms: options.nativeHistograms, exemplars: options.exemplars })
   const onInternalError = internalErrorReporter(fastify, metrics)
   const onCollectError = (_name: string, err: unknown): void => onInternalError('collector', err)
 
@@ -80,13 +80,13 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
   // The shared-directory mode (lib/multiprocess.ts): scrapes aggregate every process's files.
   let store: MultiprocessStore | undefined
   const render = async (format: ExpositionFormat): Promise<string | Buffer> =>
-    store !== undefined ? await store.render(format, onCollectError) : await renderRegistryBuffer(registry, format, onCollectError)
+    store !== undefined ? await store.renderBuffer(format, onCollectError) : await renderRegistryBuffer(registry, format, onCollectError)
   const decorator: MetricsDecorator = Object.freeze({
     get listener () { return metricsListener() },
     enabled: options.enabled,
     registry,
     options,
-    render: async (format: ExpositionFormat = 'prometheus') => (await render(format)).toString(),
+    render: async (format: 'prometheus' | 'openmetrics' = 'prometheus') => (await render(format)).toString(),
     instrumentCache: <C extends object>(cache: C, o: cacheHooks.InstrumentCacheOptions): C => cacheHooks.instrumentCacheFor(options.enabled ? metrics : undefined, cache, o)
   })
   fastify.decorate('metrics', decorator)

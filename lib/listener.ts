@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net'
 import { promisify } from 'node:util'
 import { gzip as gzipCallback } from 'node:zlib'
 import type { AccessCheck, ScrapeRequest } from './access'
-import { negotiateFormat, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE, type ExpositionFormat } from './exposition'
+import { contentType, negotiateFormat, type ExpositionFormat } from './exposition'
 
 const gzip = promisify(gzipCallback)
 
@@ -47,7 +47,7 @@ export async function serveScrape (server: ScrapeServer, scrape: ScrapeRequest):
   const text = await server.render(format)
   const out: ScrapeResponse = {
     statusCode: 200,
-    headers: { 'content-type': format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : PROMETHEUS_CONTENT_TYPE, 'cache-control': 'no-store', vary: 'accept, accept-encoding' },
+    headers: { 'content-type': contentType(format), 'cache-control': 'no-store', vary: 'accept, accept-encoding' },
     body: text
   }
   const acceptEncoding = header(headers, 'accept-encoding')

@@ -9,6 +9,7 @@
 import type { Registry } from 'prom-client'
 import { CounterFamily, GaugeFamily, HistogramFamily, isMetricFamily, type FamilyConfig, type MetricFamily } from './families'
 import { FNM_ERR_METRIC_CONFLICT } from './errors'
+import type { NativeHistogramConfig } from './native'
 
 /** Which bucket set a histogram uses. */
 export type BucketKind = 'latency' | 'size'
@@ -93,7 +94,14 @@ export interface MetricSetConfig {
   prefix: string
   buckets: { readonly latency: readonly number[], readonly size: readonly number[] }
   maxSeriesPerMetric: number
+  /** Native histogram settings for the duration families (`NATIVE_FAMILIES`); null or absent: classic only. */
+  nativeHistograms?: NativeHistogramConfig | null
+  /** Whether the request and statement durations carry exemplars (`lib/exemplars.ts`). */
+  exemplars?: boolean
 }
+
+/** The histograms that get native buckets when `nativeHistograms` is on. */
+export const NATIVE_FAMILIES: ReadonlySet<FamilyKey> = new Set<FamilyKey>(['httpDuration', 'httpPhase', 'dbDuration'])
 
 type FamilyOf<K extends FamilyKey> = (typeof CATALOGUE)[K]['type'] extends 'counter'
   ? CounterFamily
@@ -107,6 +115,8 @@ type FamilyOf<K extends FamilyKey> = (typeof CATALOGUE)[K]['type'] extends 'coun
 export class MetricSet {
   readonly registry: Registry
   readonly prefix: string
+  /** Whether the request and statement durations carry exemplars. */
+  readonly exemplars: boolean
   private readonly config: MetricSetConfig
   private readonly families = new Map<FamilyKey, MetricFamily<unknown>>()
 
@@ -114,6 +124,7 @@ export class MetricSet {
     this.config = config
     this.registry = config.registry
     this.prefix = config.prefix
+    this.exemplars = config.exemplars === true
   }
 
   /** The family for a catalogue key, created and registered on first use. */
@@ -158,7 +169,7 @@ export class MetricSet {
     let family: MetricFamily<unknown>
     if (s.type === 'counter') family = new CounterFamily(config)
     else if (s.type === 'gauge') family = new GaugeFamily(config)
-    else family = new HistogramFamily({ ...config, buckets: this.config.buckets[s.buckets ?? 'latency'] })
+    else family = new HistogramFamily({ ...config, buckets: this.config.buckets[s.buckets ?? 'latency'], native: NATIVE_FAMILIES.has(key) ? this.config.nativeHistograms ?? null : null })
     this.registry.registerMetric(family as never)
     return family
   }

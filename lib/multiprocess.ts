@@ -23,7 +23,8 @@ import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { Registry, type MetricObjectWithValues, type MetricValue, type MetricValueWithName } from 'prom-client'
 import { FNM_ERR_MULTIPROCESS_DIR } from './errors'
-import { renderRegistry, type CollectErrorHandler, type ExpositionFormat } from './exposition'
+import { renderRegistryBuffer, type CollectErrorHandler, type ExpositionFormat } from './exposition'
+import { PB, type ProtoWriter } from './protobuf'
 import { BaseSeries, CounterFamily, GaugeFamily, HistogramFamily, isMetricFamily, MetricFamily, type CounterSeries, type FamilyType, type GaugeSeries, type HistogramSeries } from './families'
 import { CATALOGUE, type FamilyKey } from './metrics'
 import { kPoliteSignalListener } from './symbols'
@@ -355,6 +356,20 @@ class SummaryFamily extends MetricFamily<SummarySeries> {
       w.text(`\n${sampleName}_count${labels} `)
       w.number(s.count)
       w.text('\n')
+    }
+  }
+
+  encodeSeries (w: ProtoWriter, from = 0, to = Infinity): void {
+    const end = Math.min(to, this.size)
+    for (let i = from; i < end; i++) {
+      const s = this.at(i)
+      const metric = w.begin(PB.family.metric)
+      w.raw(s.protoLabels)
+      const at = w.begin(PB.metric.summary)
+      w.uint(PB.summary.count, s.count)
+      w.double(PB.summary.sum, s.sum)
+      w.end(at)
+      w.end(metric)
     }
   }
 }
@@ -1104,7 +1119,12 @@ export class MultiprocessStore {
    * id the archive lists is skipped (it was merged while we read). A closed store reports no
    * snapshot of its own: its final one is in its file or already in the archive.
    */
-  async render (format: ExpositionFormat, onCollectError?: CollectErrorHandler): Promise<string> {
+  async render (format: 'prometheus' | 'openmetrics', onCollectError?: CollectErrorHandler): Promise<string> {
+    return (await this.renderBuffer(format, onCollectError)).toString('utf8')
+  }
+
+  /** `render()` as bytes, in any exposition format (protobuf included). */
+  async renderBuffer (format: ExpositionFormat, onCollectError?: CollectErrorHandler): Promise<Buffer> {
     let own: { snap: ProcessSnapshot, local: ForeignSnapshot[] } | undefined
     if (!this.closed) {
       own = await this.flushParts(true, onCollectError)
@@ -1136,7 +1156,7 @@ export class MultiprocessStore {
     }
     if (archive !== undefined) agg.addFamilies(archive.families, 'dead', 0)
     const defaults = (this.registry as unknown as { _defaultLabels?: Record<string, string> })._defaultLabels
-    return await renderRegistry(agg.toRegistry(defaults), format, onCollectError)
+    return await renderRegistryBuffer(agg.toRegistry(defaults), format, onCollectError)
   }
 
   /** Gauges of a process count while it runs and its heartbeat is fresh. */

@@ -12,6 +12,7 @@ import { isMikroOrm } from '../hooks/orm'
 import { DEFAULT_MIGRATIONS_TTL_MS } from './migrations'
 import { resolve as resolvePath } from 'node:path'
 import { DEFAULT_FLUSH_INTERVAL_MS, MULTIPROC_ENV_VARS, type MultiprocessConfig } from './multiprocess'
+import { DEFAULT_BUCKET_FACTOR, DEFAULT_MAX_BUCKETS, DEFAULT_ZERO_THRESHOLD, schemaForFactor, type NativeHistogramConfig } from './native'
 
 /** Default path of the metrics endpoint. */
 export const DEFAULT_ENDPOINT = '/metrics'
@@ -118,6 +119,35 @@ export interface NetboxMetricsOptions {
     /** Time between two snapshots; a SIGKILLed process loses at most this much. @default 1000 */
     flushIntervalMs?: number
   }
+  /**
+   * Native (sparse, exponential) histograms for `http_request_duration_seconds`,
+   * `http_request_phase_duration_seconds` and `db_query_duration_seconds`, served in the protobuf
+   * exposition Prometheus asks for when its native histograms are on (docs/native-histograms.md).
+   * `true` takes client_golang's defaults; an object sets the largest bucket growth factor
+   * (1.1: schema 3, about 5% relative error), the most buckets one series keeps (beyond it the
+   * resolution halves), the zero bucket's width, and whether the classic buckets stay beside the
+   * native ones in protobuf (`classic: false` drops them there; the text formats keep them).
+   * @default false
+   */
+  nativeHistograms?: boolean | {
+    /** @default 1.1 */
+    bucketFactor?: number
+    /** @default 160 */
+    maxBuckets?: number
+    /** @default 2 ** -128 */
+    zeroThreshold?: number
+    /** @default true */
+    classic?: boolean
+  }
+  /**
+   * Exemplars on the duration histograms: on `http_request_duration_seconds` the trace id (and
+   * span id) of the request, from the active OpenTelemetry span when `@opentelemetry/api` is
+   * installed and one is active, else from the W3C `traceparent` header; on
+   * `db_query_duration_seconds` the OpenTelemetry span active around the statement. Served in
+   * OpenMetrics text and in protobuf; the latest exemplar of each bucket is kept.
+   * @default false
+   */
+  exemplars?: boolean
 }
 
 /** The options after `resolveOptions()`: every field present, the whole object frozen. */
@@ -140,9 +170,13 @@ export interface ResolvedOptions {
   readonly server: { readonly port: number, readonly host: string } | null
   /** The shared-directory mode (`docs/multiprocess.md`), null when off. */
   readonly multiprocess: MultiprocessConfig | null
+  /** Native histograms for the duration families, null when off. */
+  readonly nativeHistograms: NativeHistogramConfig | null
+  /** Whether duration observations carry exemplars. */
+  readonly exemplars: boolean
 }
 
-const KNOWN_KEYS = new Set<string>(['enabled', 'endpoint', 'prefix', 'registry', 'defaultMetrics', 'buckets', 'exclude', 'maxSeriesPerMetric', 'orm', 'migrationsTtl', 'auth', 'allow', 'server', 'multiprocess'])
+const KNOWN_KEYS = new Set<string>(['enabled', 'endpoint', 'prefix', 'registry', 'defaultMetrics', 'buckets', 'exclude', 'maxSeriesPerMetric', 'orm', 'migrationsTtl', 'auth', 'allow', 'server', 'multiprocess', 'nativeHistograms', 'exemplars'])
 const METRIC_NAME_PREFIX = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/
 
 function describe (value: unknown): string {
@@ -287,6 +321,8 @@ export function resolveOptions (opts: unknown, env: NodeJS.ProcessEnv = process.
   const server = resolveServer(o.server, env)
 
   const multiprocess = resolveMultiprocess(o.multiprocess, env)
+  const nativeHistograms = resolveNativeHistograms(o.nativeHistograms)
+  const exemplars = optionalBoolean('exemplars', o.exemplars, false)
 
   return Object.freeze({
     enabled,
@@ -301,8 +337,29 @@ export function resolveOptions (opts: unknown, env: NodeJS.ProcessEnv = process.
     migrationsTtl,
     access,
     server,
-    multiprocess
+    multiprocess,
+    nativeHistograms,
+    exemplars
   })
+}
+
+function resolveNativeHistograms (value: unknown): NativeHistogramConfig | null {
+  if (value === undefined || value === false) return null
+  const o: Record<string, unknown> = value === true ? {} : value as Record<string, unknown>
+  if (value !== true && (value === null || typeof value !== 'object' || Array.isArray(value))) {
+    throw new FNM_ERR_OPTION_INVALID('nativeHistograms', `expected a boolean or an object { bucketFactor?, maxBuckets?, zeroThreshold?, classic? }, got ${describe(value)}`)
+  }
+  for (const key of Object.keys(o)) {
+    if (!['bucketFactor', 'maxBuckets', 'zeroThreshold', 'classic'].includes(key)) throw new FNM_ERR_OPTION_UNKNOWN(`nativeHistograms.${key}`)
+  }
+  const bucketFactor = o.bucketFactor ?? DEFAULT_BUCKET_FACTOR
+  if (typeof bucketFactor !== 'number' || !Number.isFinite(bucketFactor) || bucketFactor <= 1) throw new FNM_ERR_OPTION_INVALID('nativeHistograms.bucketFactor', `expected a finite number greater than 1, got ${describe(bucketFactor)}`)
+  const maxBuckets = o.maxBuckets ?? DEFAULT_MAX_BUCKETS
+  if (typeof maxBuckets !== 'number' || !Number.isInteger(maxBuckets) || maxBuckets < 1 || maxBuckets > 65536) throw new FNM_ERR_OPTION_INVALID('nativeHistograms.maxBuckets', `expected an integer from 1 to 65536, got ${describe(maxBuckets)}`)
+  const zeroThreshold = o.zeroThreshold ?? DEFAULT_ZERO_THRESHOLD
+  if (typeof zeroThreshold !== 'number' || !Number.isFinite(zeroThreshold) || zeroThreshold < 0) throw new FNM_ERR_OPTION_INVALID('nativeHistograms.zeroThreshold', `expected a finite number >= 0, got ${describe(zeroThreshold)}`)
+  const classic = optionalBoolean('nativeHistograms.classic', o.classic, true)
+  return Object.freeze({ bucketFactor, schema: schemaForFactor(bucketFactor), maxBuckets, zeroThreshold, classic })
 }
 
 /** The directory named by PROMETHEUS_MULTIPROC_DIR or prometheus_multiproc_dir, if any. */

@@ -8,10 +8,10 @@
 const MINUS = 45
 const ZERO = 48
 
-/** Appends bytes, text and numbers to one buffer that grows by doubling. */
-export class ExpositionWriter {
-  private buf: Buffer
-  private pos = 0
+/** One buffer that grows by doubling: the base of the text writer and of the protobuf writer (lib/protobuf.ts). */
+export class GrowingBuffer {
+  protected buf: Buffer
+  protected pos = 0
 
   constructor (initialSize = 64 * 1024) {
     this.buf = Buffer.allocUnsafe(initialSize)
@@ -22,7 +22,8 @@ export class ExpositionWriter {
     return this.pos
   }
 
-  private ensure (n: number): void {
+  /** Makes room for `n` more bytes. */
+  protected ensure (n: number): void {
     if (this.pos + n <= this.buf.length) return
     const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n))
     this.buf.copy(next, 0, 0, this.pos)
@@ -35,6 +36,15 @@ export class ExpositionWriter {
     this.buf.set(b, this.pos)
     this.pos += b.length
   }
+
+  /** The bytes written (a view: do not write again afterwards). */
+  toBuffer (): Buffer {
+    return this.buf.subarray(0, this.pos)
+  }
+}
+
+/** Appends bytes, text and numbers to one buffer that grows by doubling. */
+export class ExpositionWriter extends GrowingBuffer {
 
   /** Appends one byte (an ASCII character code). */
   byte (c: number): void {
@@ -69,10 +79,5 @@ export class ExpositionWriter {
       return
     }
     this.text(Number.isFinite(v) ? String(v) : Number.isNaN(v) ? 'NaN' : v > 0 ? '+Inf' : '-Inf')
-  }
-
-  /** The bytes written (a view: do not write again afterwards). */
-  toBuffer (): Buffer {
-    return this.buf.subarray(0, this.pos)
   }
 }

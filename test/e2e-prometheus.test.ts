@@ -9,8 +9,10 @@
  * has not been built.
  */
 import t from 'tap'
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { spawn, spawnSync } from 'node:child_process'
+import { Proc } from './helpers/proc'
+import { prometheusApi, startPrometheus } from './helpers/prometheus'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { freePort, get, sleep } from './helpers/net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -33,35 +35,6 @@ const SENT = FIRST_BATCH + SECOND_BATCH
 
 
 
-interface Sample { metric: Record<string, string>, value: [number, string] }
-
-/** A child process with its output kept, its exit awaited, and a stop that always ends it. */
-class Proc {
-  output = ''
-  exited = false
-  readonly done: Promise<void>
-  constructor (readonly name: string, readonly child: ChildProcess) {
-    child.stdout?.setEncoding('utf8').on('data', (c: string) => { this.output += c })
-    child.stderr?.setEncoding('utf8').on('data', (c: string) => { this.output += c })
-    this.done = new Promise((resolve) => child.on('exit', (code, signal) => {
-      this.exited = true
-      this.output += `\n(${name} exited: code ${String(code)}, signal ${String(signal)})\n`
-      resolve()
-    }))
-  }
-
-  /** SIGTERM to its process group, SIGKILL after `graceMs`. */
-  async stop (graceMs: number): Promise<void> {
-    if (this.exited || this.child.pid === undefined) return
-    const signal = (s: NodeJS.Signals): void => {
-      try { process.kill(-(this.child.pid as number), s) } catch { /* already gone */ }
-    }
-    signal('SIGTERM')
-    const timer = setTimeout(() => signal('SIGKILL'), graceMs)
-    await this.done
-    clearTimeout(timer)
-  }
-}
 
 t.test('a real Prometheus scrapes the demo app', { skip, timeout: 240000 }, async (t) => {
   const tmp = mkdtempSync(join(tmpdir(), 'fnm-e2e-prom-'))
@@ -92,7 +65,6 @@ t.test('a real Prometheus scrapes the demo app', { skip, timeout: 240000 }, asyn
   }
 
   // 2. Prometheus on loopback, scraping the demo every second and evaluating the recording rules.
-  const promPort = await freePort()
   const config = [
     'global:',
     '  scrape_interval: 1s',
@@ -106,39 +78,10 @@ t.test('a real Prometheus scrapes the demo app', { skip, timeout: 240000 }, asyn
     `      - targets: ['127.0.0.1:${demoPort}']`,
     ''
   ].join('\n')
-  writeFileSync(join(tmp, 'prometheus.yml'), config)
-  const prom = new Proc('prometheus', spawn(PROMETHEUS, [
-    `--config.file=${join(tmp, 'prometheus.yml')}`,
-    `--storage.tsdb.path=${join(tmp, 'data')}`,
-    `--web.listen-address=127.0.0.1:${promPort}`,
-    '--storage.tsdb.retention.time=1h',
-    '--log.level=warn'
-  ], { cwd: tmp, detached: true, stdio: ['ignore', 'pipe', 'pipe'] }))
+  const { proc: prom, api } = await startPrometheus(PROMETHEUS, tmp, config)
   procs.push(prom)
-  const api = `http://127.0.0.1:${promPort}`
 
-  const query = async (expr: string, time?: number): Promise<Sample[]> => {
-    const q = new URLSearchParams({ query: expr })
-    if (time !== undefined) q.set('time', String(time))
-    const r = await get(`${api}/api/v1/query?${q.toString()}`)
-    const body = JSON.parse(r.body)
-    if (r.status !== 200 || body.status !== 'success') throw new Error(`query ${expr}: ${r.status} ${r.body}`)
-    return body.data.result as Sample[]
-  }
-  /** Polls `expr` until `ok` holds for its result (or `ms` pass); returns the last result. */
-  const waitFor = async (expr: string, ok: (r: Sample[]) => boolean, ms = 30000): Promise<Sample[]> => {
-    const until = Date.now() + ms
-    let last: Sample[] = []
-    for (;;) {
-      try {
-        last = await query(expr)
-        if (ok(last)) return last
-      } catch { /* not ready yet */ }
-      if (Date.now() > until || prom.exited) return last
-      await sleep(250)
-    }
-  }
-  const value = (r: Sample[]): number => r.length === 1 ? Number(r[0].value[1]) : NaN
+  const { query, waitFor, value } = prometheusApi(api, () => prom.exited)
 
   const readyDeadline = Date.now() + 30000
   for (;;) {

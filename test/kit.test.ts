@@ -20,7 +20,7 @@ import { Registry, collectDefaultMetrics } from 'prom-client'
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml'
 import Fastify from 'fastify'
 import netboxMetrics from '../lib/index'
-import { CATALOGUE, ERROR_COMPONENTS } from '../lib/metrics'
+import { CATALOGUE, ERROR_COMPONENTS, NATIVE_FAMILIES, type FamilyKey } from '../lib/metrics'
 import { samples } from './helpers/scrape'
 
 const root = join(__dirname, '..')
@@ -52,12 +52,16 @@ function promtool (args: string[], cwd = promDir): { ok: boolean, output: string
 
 const HISTOGRAM_SUFFIXES = ['_bucket', '_sum', '_count']
 
-/** Every series name the code can expose: the catalogue, histograms with their suffixes. */
+/**
+ * Every series name the code can expose: the catalogue, histograms with their suffixes, and the
+ * native histograms (`nativeHistograms`) under the family's own name.
+ */
 function catalogueNames (): Set<string> {
   const names = new Set<string>()
-  for (const f of Object.values(CATALOGUE)) {
+  for (const [key, f] of Object.entries(CATALOGUE)) {
     if (f.type === 'histogram') for (const s of HISTOGRAM_SUFFIXES) names.add(f.name + s)
     else names.add(f.name)
+    if (NATIVE_FAMILIES.has(key as FamilyKey)) names.add(f.name)
   }
   return names
 }
