@@ -49,7 +49,7 @@ function control (args) {
 
 /** Instructions per request of one server mode. */
 async function measure (mode) {
-  const file = path.join(os.tmpdir(), `fnm-callgrind-${mode}-${process.pid}.out`)
+  const file = path.join(os.tmpdir(), `fnm-callgrind-${mode.replace(/[^\w-]/g, "_")}-${process.pid}.out`)
   const child = fork(path.join(__dirname, 'server.js'), [], {
     env: { ...process.env, MODE: mode, PORT: '0' },
     execPath: 'valgrind',

@@ -187,9 +187,9 @@ async function main () {
     mkdirSync(join(__dirname, 'results'), { recursive: true })
     writeFileSync(join(__dirname, 'results', 'multiprocess.json'), JSON.stringify(result, null, 2) + '\n')
   } finally {
-    rmSync(dirT, { recursive: true, force: true })
-    rmSync(dirS, { recursive: true, force: true })
-    rmSync(dirF, { recursive: true, force: true })
+    rmSync(dirT, { recursive: true, force: true, maxRetries: 5 })
+    rmSync(dirS, { recursive: true, force: true, maxRetries: 5 })
+    rmSync(dirF, { recursive: true, force: true, maxRetries: 5 })
   }
 }
 

@@ -28,8 +28,9 @@ const paired = read('paired')
 if (paired) {
   lines.push(`### HTTP hot path, same core at the same time (${paired.date.slice(0, 10)}, \`node bench/paired.js\`: ${paired.method.rounds} rounds, each a fresh bare Fastify and a fresh other server side by side on CPU 0 for ${paired.method.seconds} s after a warm-up, each under its own wrk on CPU 1)`, '')
   lines.push('| server | throughput / bare (bare\'s CPU per request over its), median [min, max] | CPU ns per request above bare: all, user, system |', '|---|---|---|')
-  const names = { bare: 'bare Fastify (control: the method\'s own error)', plugin: 'fastify-netbox-metrics (defaults)', floor: 'floor: one empty `onRequest` hook, two clock reads, the finish channel', 'floor-nohook': 'floor without a Fastify hook: the start from Node\'s request-start channel', 'fastify-metrics': 'fastify-metrics 14.1 (defaults)' }
-  for (const [k, p] of Object.entries(paired.pairs)) lines.push(`| ${names[k] ?? k} | ${f3(p.throughputVsBare)} | ${p.nsPerRequestOverBare}, ${p.userNsOverBare}, ${p.systemNsOverBare} |`)
+  const names = { bare: 'bare Fastify (control: the method\'s own error)', plugin: 'fastify-netbox-metrics (defaults)', floor: 'floor: one empty `onRequest` hook, two clock reads, the finish channel', 'floor-nohook': 'floor without a Fastify hook: the start from Node\'s request-start channel', 'fastify-metrics': 'fastify-metrics 14.1 (defaults)', 'plugin-native': 'fastify-netbox-metrics with `nativeHistograms: true` (native buckets beside the classic ones)' }
+  // plugin@<dir> pairs compare another build (a change's before and after) and are not part of the docs.
+  for (const [k, p] of Object.entries(paired.pairs)) if (!k.includes('@')) lines.push(`| ${names[k] ?? k} | ${f3(p.throughputVsBare)} | ${p.nsPerRequestOverBare}, ${p.userNsOverBare}, ${p.systemNsOverBare} |`)
   lines.push('')
   if (paired.pluginVsFastifyMetrics) lines.push(`- this plugin vs fastify-metrics (ratio of their ratios to bare): **${paired.pluginVsFastifyMetrics.toFixed(3)}x**`)
   if (paired.pairs.plugin) lines.push(`- bare Fastify's CPU per request in these pairs: ${paired.pairs.plugin.bareNsPerRequest} ns (median)`)
