@@ -12,6 +12,9 @@
  *    in http_requests_total and http_request_duration_seconds (a counter and a 19-bucket
  *    histogram); the time for one of them to serve a scrape (flush its own file, read the 7
  *    others and the archive, aggregate, render) is measured, median of repeated runs.
+ * 4. Native histograms: the same 8 x 2,000 label sets, each series given 10 observations from
+ *    1 ms to 1 s, with classic buckets only (text scrape) and with `nativeHistograms: true`
+ *    (protobuf scrape, native and classic buckets merged): scrape time, flush cost, file size.
  *
  *   node bench/multiprocess.js [--rounds 5] [--seconds 3] [--connections 32] [--scrapes 21]
  * Writes bench/results/multiprocess.json.
@@ -87,31 +90,41 @@ async function throughput (dir) {
  * http_request_duration_seconds, with values that differ from worker to worker. Flushes only when
  * asked (the timer interval is an hour).
  */
-function workerStore (dir, w) {
+function workerStore (dir, w, spread = { native: false, observations: 1 }) {
   const { Registry } = require('prom-client')
   const { MetricSet, DEFAULT_LATENCY_BUCKETS, DEFAULT_SIZE_BUCKETS } = require('../dist/lib/metrics.js')
   const { MultiprocessStore } = require('../dist/lib/multiprocess.js')
+  const { resolveOptions } = require('../dist/lib/options.js')
   const buckets = { latency: DEFAULT_LATENCY_BUCKETS, size: DEFAULT_SIZE_BUCKETS }
+  const nativeHistograms = spread.native ? resolveOptions({ nativeHistograms: true }).nativeHistograms : null
   const registry = new Registry()
-  const metrics = new MetricSet({ registry, prefix: '', buckets, maxSeriesPerMetric: 10000 })
+  const metrics = new MetricSet({ registry, prefix: '', buckets, maxSeriesPerMetric: 10000, nativeHistograms })
   const requests = metrics.get('httpRequests')
   const duration = metrics.get('httpDuration')
-  for (const l of labelSets()) { requests.child(...l).value += w + 1; duration.child(...l).observe(0.003 * (w + 1)) }
-  return MultiprocessStore.acquire({ registry, prefix: '', buckets, config: { dir, flushIntervalMs: 3_600_000, source: 'bench' }, onError: (c, e) => { throw e } })
+  const n = spread.observations
+  for (const l of labelSets()) {
+    requests.child(...l).value += w + 1
+    const series = duration.child(...l)
+    if (n === 1) series.observe(0.003 * (w + 1))
+    else for (let j = 0; j < n; j++) series.observe(0.001 * 1000 ** (j / (n - 1)) * (1 + w / 10))
+  }
+  return MultiprocessStore.acquire({ registry, prefix: '', buckets, nativeHistograms, config: { dir, flushIntervalMs: 3_600_000, source: 'bench' }, onError: (c, e) => { throw e } })
 }
 
-async function scrapeTime (dir) {
+async function scrapeTime (dir, spread, format = 'prometheus') {
   const stores = []
-  for (let w = 0; w < WORKERS; w++) stores.push(workerStore(dir, w))
+  for (let w = 0; w < WORKERS; w++) stores.push(workerStore(dir, w, spread))
   for (const s of stores) await s.flush(false)
   const fileBytes = readdirSync(dir).filter((n) => n.startsWith('fnm-')).map((n) => statSync(join(dir, n)).size)
   const times = []
   let lines = 0
+  let bytes = 0
   for (let i = 0; i < SCRAPES; i++) {
     const t0 = process.hrtime.bigint()
-    const text = await stores[i % WORKERS].render('prometheus')
+    const body = await stores[i % WORKERS].renderBuffer(format)
     times.push(Number(process.hrtime.bigint() - t0) / 1e6)
-    lines = text.split('\n').length
+    lines = body.toString('utf8').split('\n').length
+    bytes = body.length
   }
   // Single-process reference: the same registry rendered alone.
   const { renderRegistry } = require('../dist/lib/exposition.js')
@@ -127,6 +140,7 @@ async function scrapeTime (dir) {
     seriesPerWorker: { http_requests_total: SERIES, http_request_duration_seconds: SERIES },
     fileBytesPerWorker: Math.round(median(fileBytes)),
     exposedLines: lines,
+    exposedBytes: bytes,
     medianMs: round3(median(times)),
     minMs: round3(Math.min(...times)),
     maxMs: round3(Math.max(...times)),
@@ -140,8 +154,8 @@ async function scrapeTime (dir) {
  * the snapshot file, once per interval. CPU per flush (this thread and libuv's, from
  * process.cpuUsage()) over the interval is the share of one core it takes.
  */
-async function flushCost (dir) {
-  const store = workerStore(dir, 0)
+async function flushCost (dir, spread) {
+  const store = workerStore(dir, 0, spread)
   for (let i = 0; i < 10; i++) await store.flush(false) // warm-up
   const cpuMs = []
   const wallMs = []
@@ -171,6 +185,22 @@ async function main () {
   const dirF = mkdtempSync(join(os.tmpdir(), 'fnm-bench-mp-'))
   try {
     const scrape = await scrapeTime(dirS)
+    const dirN = [0, 1, 2].map(() => mkdtempSync(join(os.tmpdir(), 'fnm-bench-mp-')))
+    let native
+    try {
+      const spreadClassic = { native: false, observations: 10 }
+      const spreadNative = { native: true, observations: 10 }
+      native = {
+        observationsPerSeries: 10,
+        classicText: await scrapeTime(dirN[0], spreadClassic, 'prometheus'),
+        nativeProtobuf: await scrapeTime(dirN[1], spreadNative, 'protobuf'),
+        flushClassic: await flushCost(mkdtempSync(join(dirN[2], 'c-')), spreadClassic),
+        flushNative: await flushCost(mkdtempSync(join(dirN[2], 'n-')), spreadNative)
+      }
+    } finally {
+      for (const d of dirN) rmSync(d, { recursive: true, force: true, maxRetries: 5 })
+    }
+    console.log(`native histograms, ${WORKERS} workers x ${SERIES} label sets, 10 observations per series: scrape ${native.nativeProtobuf.medianMs} ms [${native.nativeProtobuf.minMs}, ${native.nativeProtobuf.maxMs}] in protobuf with native buckets vs ${native.classicText.medianMs} ms [${native.classicText.minMs}, ${native.classicText.maxMs}] in text, classic only; file ${native.nativeProtobuf.fileBytesPerWorker} B vs ${native.classicText.fileBytesPerWorker} B per worker; flush ${native.flushNative.cpuMsPerFlush} ms vs ${native.flushClassic.cpuMsPerFlush} ms CPU (${native.flushNative.shareOfOneCorePct}% vs ${native.flushClassic.shareOfOneCorePct}% of one core)`)
     console.log(`scrape aggregating ${WORKERS} workers x ${SERIES} label sets (counter + histogram): median ${scrape.medianMs} ms [${scrape.minMs}, ${scrape.maxMs}] (goal < 100 ms); single-process render of one worker's registry: ${scrape.singleProcessRenderMedianMs} ms; file ${scrape.fileBytesPerWorker} B per worker`)
     const flush = await flushCost(dirF)
     console.log(`flush of ${flush.labelSets} label sets every ${flush.flushIntervalMs} ms: ${flush.cpuMsPerFlush} ms CPU (${flush.wallMsPerFlush} ms wall) per flush => ${flush.shareOfOneCorePct}% of one core, the whole extra work of multiprocess mode (goal < 3%)`)
@@ -182,7 +212,8 @@ async function main () {
       method: { rounds: ROUNDS, seconds: SECONDS, connections: CONNECTIONS, route: 'GET /item/:id (small JSON)', extraLabelSetsPerServer: SERIES, flushIntervalMs: 1000, scrapes: SCRAPES },
       throughput: tp,
       flush,
-      scrape
+      scrape,
+      native
     }
     mkdirSync(join(__dirname, 'results'), { recursive: true })
     writeFileSync(join(__dirname, 'results', 'multiprocess.json'), JSON.stringify(result, null, 2) + '\n')

@@ -93,7 +93,7 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
   if (!options.enabled) return
   if (options.multiprocess !== null) {
     // Throws FNM_ERR_MULTIPROCESS_DIR at registration when the directory is missing or not writable.
-    const s = MultiprocessStore.acquire({ registry, config: options.multiprocess, prefix: options.prefix, buckets: options.buckets, onError: (component, err) => onInternalError(component, err) })
+    const s = MultiprocessStore.acquire({ registry, config: options.multiprocess, prefix: options.prefix, buckets: options.buckets, nativeHistograms: options.nativeHistograms, onError: (component, err) => onInternalError(component, err) })
     store = s
     fastify.addHook('onClose', async function netboxMetricsReleaseStore () { await s.release() })
   }

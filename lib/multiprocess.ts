@@ -26,7 +26,8 @@ import { FNM_ERR_MULTIPROCESS_DIR } from './errors'
 import { renderRegistryBuffer, type CollectErrorHandler, type ExpositionFormat } from './exposition'
 import { PB, type ProtoWriter } from './protobuf'
 import { BaseSeries, CounterFamily, GaugeFamily, HistogramFamily, isMetricFamily, MetricFamily, type CounterSeries, type FamilyType, type GaugeSeries, type HistogramSeries } from './families'
-import { CATALOGUE, type FamilyKey } from './metrics'
+import { CATALOGUE, NATIVE_FAMILIES, type FamilyKey } from './metrics'
+import { isNativeSnapshot, MAX_SCHEMA, NativeBuckets, type NativeHistogramConfig, type NativeSnapshot } from './native'
 import { kPoliteSignalListener } from './symbols'
 import type { ExpositionWriter } from './writer'
 
@@ -104,7 +105,20 @@ export interface FamilySnapshot {
    * left out (a missing count is 0); summary: `[...labelValues, sum, count]`.
    */
   series: Array<Array<string | number | null | number[]>>
+  /**
+   * Histograms with native buckets: those of each series, in the order of `series` (`0` for a
+   * series without). A series without them is carried over from its classic buckets.
+   */
+  native?: Array<NativeSnapshot | 0>
+  /**
+   * Histograms with exemplars (process files only): each series' latest exemplar per classic
+   * bucket, `[bucket index, trace id, span id, value, timestamp ms]`, in the order of `series`.
+   */
+  exemplars?: Array<ExemplarSnapshot[] | 0>
 }
+
+/** One exemplar in a snapshot: `[classic bucket index, trace id, span id, value, timestamp ms]`. */
+export type ExemplarSnapshot = [number, string, string, number, number]
 
 /**
  * A metric of a live process only, one series per process with a `pid` label: `process`,
@@ -299,6 +313,10 @@ interface AggFamily {
   freshness?: Map<unknown, number>
   /** Histograms: the exact partials of each series' `_sum`. */
   sums?: Map<HistogramSeries | SummarySeries, number[]>
+  /** Histograms: what each series' native buckets are made of, merged once every file is read. */
+  nativeParts?: Map<HistogramSeries, NativePart[]>
+  /** Archive histograms: the native buckets of each series that has any (from `nativeParts`). */
+  natives?: Map<HistogramSeries, NativeBuckets>
   /** Each series with its `_sum` partials, by the label values joined (see `slot`). */
   index: Map<string, Slot>
 }
@@ -320,6 +338,55 @@ interface AggForeign {
 
 /** Where a snapshot comes from, which decides what of it counts. */
 type SourceKind = 'local' | 'live' | 'dead'
+
+/** One source of a series' native buckets: its native snapshot, or its classic counts (`row[start + i]`). */
+type NativePart = NativeSnapshot | { bounds: readonly number[], row: ReadonlyArray<unknown>, start: number }
+
+/**
+ * Native buckets for the archive (and a hand-over's baseline), with the zero threshold of
+ * their first source: as fine as any source (each merge reduces them to the source's schema),
+ * never reduced for their number.
+ */
+function archiveNative (zeroThreshold: number): NativeBuckets {
+  return new NativeBuckets({ bucketFactor: 1, schema: MAX_SCHEMA, maxBuckets: 2 ** 20, zeroThreshold, classic: true })
+}
+
+/**
+ * Carries classic bucket counts (non-cumulative, `counts[start + i]` for bound i, the last for
+ * `+Inf`) over to native buckets, for a source that has none (a process or archive of before
+ * native histograms were turned on): each count goes to the native bucket holding its classic
+ * bucket's upper bound, the `+Inf` count to the one just above the highest bound. So `_count`
+ * and the native buckets agree, the placement is the same at every scrape (a bucket never goes
+ * down), and a quantile is at worst as coarse as the classic buckets made it.
+ */
+function addClassicAsNative (nb: NativeBuckets, bounds: readonly number[], counts: ArrayLike<unknown>, start: number): void {
+  for (let i = 0; i <= bounds.length; i++) {
+    const c = num(counts[start + i])
+    if (c <= 0) continue
+    nb.addValue(i < bounds.length ? bounds[i] : above(bounds[bounds.length - 1]), c)
+  }
+}
+
+/** A value just above a classic histogram's highest bound (its `+Inf` bucket's stand-in). */
+function above (b: number | undefined): number {
+  if (b === undefined || !Number.isFinite(b)) return Number.MAX_VALUE
+  return b > 0 ? b * (1 + 2 ** -52) : b < 0 ? b * (1 - 2 ** -53) : Number.MIN_VALUE
+}
+
+/** Keeps the latest exemplar of each classic bucket of `h` (placed by its value: layouts may differ). */
+function addExemplars (h: HistogramSeries, list: readonly unknown[]): void {
+  for (const e of list) {
+    if (!Array.isArray(e) || e.length !== 5) continue
+    const [, traceId, spanId, value, timestampMs] = e as unknown[]
+    if (typeof traceId !== 'string' || typeof spanId !== 'string' || typeof value !== 'number' || typeof timestampMs !== 'number') continue
+    const bounds = h.upperBounds
+    let i = 0
+    while (i < bounds.length && value > bounds[i]) i++
+    h.exemplars ??= new Array(h.counts.length).fill(undefined)
+    const prev = h.exemplars[i]
+    if (prev === undefined || timestampMs > prev.timestampMs) h.exemplars[i] = { traceId, spanId, value, timestampMs }
+  }
+}
 
 /** One series of an application's prom-client Summary in multiprocess mode: `_sum` and `_count`. */
 class SummarySeries extends BaseSeries {
@@ -390,8 +457,11 @@ export class Aggregate {
    *   counts up a bucket when a file is merged, and a cumulative bucket would go down)
    * @param preferredBounds the scraping process's own buckets, by family name: the layout a
    *   scrape renders, whichever file comes first
+   * @param preferredNative the scraping process's native histogram settings, by family name: a
+   *   scrape renders native buckets for these families (merged from every source) and for no
+   *   other. The archive keeps the native buckets of each series that has any, as they are.
    */
-  constructor (private readonly onMismatch: (name: string) => void, private readonly keepLayouts = false, private readonly preferredBounds?: ReadonlyMap<string, readonly number[]>) {}
+  constructor (private readonly onMismatch: (name: string) => void, private readonly keepLayouts = false, private readonly preferredBounds?: ReadonlyMap<string, readonly number[]>, private readonly preferredNative?: ReadonlyMap<string, NativeHistogramConfig>) {}
 
   addFamilies (families: readonly FamilySnapshot[], kind: SourceKind, heartbeat: number): void {
     for (const f of families) {
@@ -410,7 +480,7 @@ export class Aggregate {
         ? new CounterFamily(config)
         : f.type === 'gauge'
           ? new GaugeFamily(config)
-          : f.type === 'summary' ? new SummaryFamily(config) : new HistogramFamily({ ...config, buckets: bounds ?? [] })
+          : f.type === 'summary' ? new SummaryFamily(config) : new HistogramFamily({ ...config, buckets: bounds ?? [], native: this.keepLayouts ? null : this.preferredNative?.get(f.name) ?? null })
       agg = { family, type: f.type, mode: f.mode ?? 'sum', labelNames: f.labelNames, bounds, index: new Map() }
       if (agg.mode === 'latest') agg.freshness = new Map()
       if (f.type === 'histogram' || f.type === 'summary') agg.sums = new Map()
@@ -443,9 +513,22 @@ export class Aggregate {
       }
     } else {
       const same = f.buckets !== undefined && agg.bounds !== undefined && sameArray(f.buckets, agg.bounds)
-      for (const s of f.series) {
+      const natives = Array.isArray(f.native) ? f.native : undefined
+      // Exemplars are of now: from running processes only.
+      const exemplars = kind !== 'dead' && Array.isArray(f.exemplars) ? f.exemplars : undefined
+      for (let r = 0; r < f.series.length; r++) {
+        const s = f.series[r]
         const slot = this.slot(agg, s, n)
         const h = slot.series as HistogramSeries
+        if (this.keepLayouts || h.native != null) {
+          const ns = natives?.[r]
+          agg.nativeParts ??= new Map()
+          let parts = agg.nativeParts.get(h)
+          if (parts === undefined) agg.nativeParts.set(h, parts = [])
+          parts.push(isNativeSnapshot(ns) ? ns : { bounds: f.buckets ?? [], row: s, start: n + 2 })
+        }
+        const ex = exemplars?.[r]
+        if (Array.isArray(ex)) addExemplars(h, ex)
         addSum(slot.partials, s[n])
         h.count += num(s[n + 1])
         const counts = h.counts
@@ -467,6 +550,33 @@ export class Aggregate {
         }
       }
     }
+  }
+
+  /**
+   * Merges the native buckets of every histogram series from its parts, once all are known: a
+   * scrape, into the series' own when the scraping process renders native buckets for the
+   * family; the archive, into new ones for each series of which any source had native buckets.
+   * Native snapshots first (the coarsest schema is reached soonest), then the classic counts of
+   * sources without (`addClassicAsNative`); with every zero threshold given first, the result
+   * does not depend on the order of the files.
+   */
+  private mergeNatives (agg: AggFamily): void {
+    if (agg.nativeParts === undefined) return
+    for (const [h, parts] of agg.nativeParts) {
+      const snaps = parts.filter((p): p is NativeSnapshot => Array.isArray(p))
+      let nb = h.native ?? null
+      if (this.keepLayouts) {
+        if (snaps.length === 0) continue
+        nb = archiveNative(snaps[0][1])
+        agg.natives ??= new Map()
+        agg.natives.set(h, nb)
+      }
+      if (nb === null) continue
+      nb.reconcileZero(snaps.map((p) => p[1]))
+      for (const p of snaps) nb.mergeSnapshot(p)
+      for (const p of parts) if (!Array.isArray(p)) addClassicAsNative(nb, p.bounds, p.row, p.start)
+    }
+    agg.nativeParts = undefined
   }
 
   /**
@@ -559,6 +669,11 @@ export class Aggregate {
     for (const agg of this.families.values()) {
       if (agg.type === 'gauge') continue
       const snap = familySnapshot(agg.family, undefined)
+      this.mergeNatives(agg)
+      if (agg.natives !== undefined) {
+        const natives = agg.natives
+        snap.native = Array.from(agg.family.entries() as Iterable<HistogramSeries>, (h) => natives.get(h)?.snapshot() ?? 0)
+      }
       if (agg.sums !== undefined) {
         const n = agg.labelNames.length
         let i = 0
@@ -576,6 +691,7 @@ export class Aggregate {
   /** Sets every histogram and summary series' `_sum` to the correctly rounded exact sum. */
   private finish (): void {
     for (const agg of this.families.values()) {
+      this.mergeNatives(agg)
       if (agg.sums === undefined) continue
       for (const [h, partials] of agg.sums) h.sum = exactValue(partials)
     }
@@ -597,36 +713,54 @@ export class Aggregate {
   }
 }
 
+/** Numbers of one series handed over already: its snapshot row's numbers, and its native buckets. */
+interface Handed {
+  nums: readonly number[]
+  native?: NativeSnapshot
+}
+
 /** Values handed over to the archive already, per family and label key (see `release`). */
-type Baseline = Map<string, Map<string, readonly number[]>>
+type Baseline = Map<string, Map<string, Handed>>
 
 /** A family's series as a snapshot; counters, histograms and summaries less the baseline, if any. */
-function familySnapshot (family: MetricFamily<unknown>, mode: GaugeMode | undefined, baseline?: Map<string, readonly number[]>): FamilySnapshot {
+function familySnapshot (family: MetricFamily<unknown>, mode: GaugeMode | undefined, baseline?: Map<string, Handed>): FamilySnapshot {
   const type = family.type as FamilySnapshot['type']
   const labelNames = [...family.labelNames]
   const series: FamilySnapshot['series'] = []
   const snap: FamilySnapshot = { name: family.name, type, help: family.help, labelNames, series }
   if (type === 'histogram') snap.buckets = Array.from((family as HistogramFamily).upperBounds)
   if (type === 'gauge') snap.mode = mode ?? 'sum'
+  const native: Array<NativeSnapshot | 0> | undefined = type === 'histogram' && (family as HistogramFamily).native != null ? [] : undefined
+  let exemplars: Array<ExemplarSnapshot[] | 0> | undefined
   for (const s of family.entries() as Iterable<CounterSeries | GaugeSeries | HistogramSeries>) {
     const row: Array<string | number> = []
     for (const name of labelNames) row.push(s.labels[name])
     const base = baseline?.get(row.join('\u0000'))
+    const nums = base?.nums
     if (type === 'histogram' || type === 'summary') {
       const h = s as HistogramSeries
-      row.push(h.sum - (base?.[0] ?? 0), h.count - (base?.[1] ?? 0))
+      row.push(h.sum - (nums?.[0] ?? 0), h.count - (nums?.[1] ?? 0))
       if (type === 'histogram') {
         const counts = h.counts
-        for (let i = 0; i < counts.length; i++) row.push(counts[i] - (base?.[2 + i] ?? 0))
+        for (let i = 0; i < counts.length; i++) row.push(counts[i] - (nums?.[2 + i] ?? 0))
         // Trailing empty buckets are left out (readers take a missing count as 0): most
         // observations sit in the low buckets, and this keeps the files small and quick to parse.
         while (row.length > labelNames.length + 2 && row[row.length - 1] === 0) row.pop()
+        if (native !== undefined) native.push(h.native != null ? h.native.snapshot(base?.native) : 0)
+        if (h.exemplars != null) {
+          exemplars ??= new Array(series.length).fill(0)
+          const list: ExemplarSnapshot[] = []
+          h.exemplars.forEach((e, i) => { if (e !== undefined) list.push([i, e.traceId, e.spanId, e.value, e.timestampMs]) })
+          exemplars.push(list)
+        } else if (exemplars !== undefined) exemplars.push(0)
       }
     } else {
-      row.push((s as CounterSeries).value - (type === 'counter' ? (base?.[0] ?? 0) : 0))
+      row.push((s as CounterSeries).value - (type === 'counter' ? (nums?.[0] ?? 0) : 0))
     }
     series.push(row)
   }
+  if (native !== undefined) snap.native = native
+  if (exemplars !== undefined) snap.exemplars = exemplars
   return snap
 }
 
@@ -646,7 +780,7 @@ function appLabelNames (metric: { labelNames?: unknown }, values: PromMetricValu
  * baseline: summed over processes and archived like this package's own families. Histogram
  * buckets are made non-cumulative; a Summary keeps `_sum` and `_count`.
  */
-export function appFamilySnapshot (metric: { labelNames?: unknown }, got: PromMetricValues, baseline?: Map<string, readonly number[]>): FamilySnapshot {
+export function appFamilySnapshot (metric: { labelNames?: unknown }, got: PromMetricValues, baseline?: Map<string, Handed>): FamilySnapshot {
   const type = String(got.type) as 'counter' | 'histogram' | 'summary'
   const values = got.values ?? []
   const skip = type === 'histogram' ? 'le' : type === 'summary' ? 'quantile' : ''
@@ -674,7 +808,7 @@ export function appFamilySnapshot (metric: { labelNames?: unknown }, got: PromMe
       let prev = 0
       for (const [, c] of row.cum) { row.nums.push(c - prev); prev = c }
     }
-    const base = baseline?.get(row.labels.join('\u0000'))
+    const base = baseline?.get(row.labels.join('\u0000'))?.nums
     if (base !== undefined) for (let i = 0; i < row.nums.length; i++) row.nums[i] -= base[i] ?? 0
     while (type === 'histogram' && row.nums.length > 2 && row.nums[row.nums.length - 1] === 0) row.nums.pop()
     snap.series.push([...row.labels, ...row.nums])
@@ -690,12 +824,25 @@ function baselineOf (families: readonly FamilySnapshot[], previous: Baseline | u
     if (f.type === 'gauge') continue
     const n = f.labelNames.length
     const prev = previous?.get(f.name)
-    const m = new Map<string, readonly number[]>()
-    for (const s of f.series) {
+    const m = new Map<string, Handed>()
+    for (let r = 0; r < f.series.length; r++) {
+      const s = f.series[r]
       const key = s.slice(0, n).join('\u0000')
       const nums = s.slice(n).map(num)
       const p = prev?.get(key)
-      m.set(key, p === undefined ? nums : Array.from({ length: Math.max(nums.length, p.length) }, (_, i) => (nums[i] ?? 0) + (p[i] ?? 0)))
+      const handed: Handed = { nums: p === undefined ? nums : Array.from({ length: Math.max(nums.length, p.nums.length) }, (_, i) => (nums[i] ?? 0) + (p.nums[i] ?? 0)) }
+      const native = f.native?.[r]
+      if (isNativeSnapshot(native)) {
+        if (p?.native === undefined) handed.native = native
+        else {
+          // The series' schema only goes down: the sum is exact at the newer snapshot's.
+          const sum = archiveNative(p.native[1])
+          sum.mergeSnapshot(p.native)
+          sum.mergeSnapshot(native)
+          handed.native = sum.snapshot()
+        }
+      } else if (p?.native !== undefined) handed.native = p.native
+      m.set(key, handed)
     }
     if (prev !== undefined) for (const [k, v] of prev) if (!m.has(k)) m.set(k, v)
     out.set(f.name, m)
@@ -716,6 +863,8 @@ export interface StoreOptions {
   onError: (component: string, err: unknown) => void
   /** This process's histogram buckets: a scrape renders every histogram with them. */
   buckets?: { readonly latency: readonly number[], readonly size: readonly number[] }
+  /** This process's native histogram settings: a scrape renders native buckets with them. */
+  nativeHistograms?: NativeHistogramConfig | null
 }
 
 const STORES = new WeakMap<Registry, MultiprocessStore>()
@@ -853,6 +1002,7 @@ export class MultiprocessStore {
   private readonly onError: (component: string, err: unknown) => void
   private readonly gaugeModes = new Map<string, GaugeMode>()
   private readonly bounds = new Map<string, readonly number[]>()
+  private readonly native = new Map<string, NativeHistogramConfig>()
   private readonly host = hostId()
   private readonly pstart = ownStart()
   private readonly processKey: string
@@ -884,6 +1034,7 @@ export class MultiprocessStore {
       const spec: { type: string, name: string, buckets?: 'latency' | 'size' } = CATALOGUE[key]
       if (spec.type === 'gauge') this.gaugeModes.set(opts.prefix + spec.name, GAUGE_MODES[key] ?? 'sum')
       if (spec.type === 'histogram' && opts.buckets !== undefined) this.bounds.set(opts.prefix + spec.name, opts.buckets[spec.buckets ?? 'latency'])
+      if (opts.nativeHistograms != null && NATIVE_FAMILIES.has(key)) this.native.set(opts.prefix + spec.name, opts.nativeHistograms)
     }
   }
 
@@ -1141,7 +1292,7 @@ export class MultiprocessStore {
     const files = await Promise.all(names.filter((n) => PROCESS_FILE.test(n) && (own === undefined || n !== ownName)).map(async (n) => await this.readJson<ProcessSnapshot>(n, false)))
     const archive = await this.readJson<ArchiveSnapshot>(ARCHIVE_FILE, true)
     const merged = archive?.merged ?? {}
-    const agg = new Aggregate((name) => { this.onError('multiprocess', new Error(`metric '${name}' has another type or other labels in another process; left out`)) }, false, this.bounds)
+    const agg = new Aggregate((name) => { this.onError('multiprocess', new Error(`metric '${name}' has another type or other labels in another process; left out`)) }, false, this.bounds, this.native)
     if (own !== undefined) {
       agg.addFamilies(own.snap.families, 'local', own.snap.heartbeat)
       agg.addForeign(own.snap.foreign, this.processKey, process.pid, Infinity)

@@ -124,6 +124,53 @@ export function bucketKey (v: number, schema: number): number {
   return (key + (1 << shift) - 1) >> shift
 }
 
+/**
+ * Native buckets as the shared-directory files carry them (`lib/multiprocess.ts`):
+ * `[schema, zeroThreshold, zeroCount, positiveOffset, positiveCounts, negativeOffset,
+ * negativeCounts]`, each side's counts dense from the key `offset`, from its lowest populated
+ * key to its highest.
+ */
+export type NativeSnapshot = [number, number, number, number, number[], number, number[]]
+
+/** Whether a value read from a file has the shape of a `NativeSnapshot`. */
+export function isNativeSnapshot (x: unknown): x is NativeSnapshot {
+  if (!Array.isArray(x) || x.length !== 7) return false
+  const [schema, zt, zero, po, p, no, n] = x as unknown[]
+  const int = (v: unknown): boolean => typeof v === 'number' && Number.isInteger(v)
+  const counts = (v: unknown): boolean => Array.isArray(v) && v.every((c) => typeof c === 'number' && c >= 0 && Number.isFinite(c))
+  return int(schema) && (schema as number) >= MIN_SCHEMA && (schema as number) <= MAX_SCHEMA && typeof zt === 'number' && zt >= 0 && Number.isFinite(zt) &&
+    typeof zero === 'number' && zero >= 0 && int(po) && counts(p) && int(no) && counts(n)
+}
+
+/** A side's populated keys as `[offset, counts]`. */
+function dense (side: Side): [number, number[]] {
+  if (side.span === 0) return [0, []]
+  return [side.lo, Array.from(side.counts.subarray(side.lo - side.offset, side.hi - side.offset + 1))]
+}
+
+/**
+ * Subtracts base counts (`shift` schemas finer than the snapshot's) from the side at
+ * `out[at]`, `out[at + 1]`, then trims the zeros at both ends.
+ */
+function subtract (out: NativeSnapshot, at: 3 | 5, offset: number, counts: readonly number[], shift: number): void {
+  let from = out[at] as number
+  let c = out[at + 1] as number[]
+  for (let i = 0; i < counts.length; i++) {
+    if (counts[i] === 0) continue
+    let k = offset + i
+    for (let s = 0; s < shift; s++) k = halve(k)
+    if (k < from) { c = [...new Array<number>(from - k).fill(0), ...c]; from = k }
+    while (k - from >= c.length) c.push(0)
+    c[k - from] -= counts[i]
+  }
+  let lo = 0
+  let hi = c.length
+  while (lo < hi && c[lo] === 0) lo++
+  while (hi > lo && c[hi - 1] === 0) hi--
+  out[at] = lo === hi ? 0 : from + lo
+  out[at + 1] = c.slice(lo, hi)
+}
+
 // lo and hi of a side without observations: any key is below the one and above the other.
 const EMPTY_LO = 0x7fffffff
 const EMPTY_HI = -0x7fffffff
@@ -168,7 +215,13 @@ const halve = (k: number): number => (k + 1) >> 1
 /** The native buckets of one histogram series. */
 export class NativeBuckets {
   schema: number
+  /** Width of the zero bucket: the configured one, or wider after merging a wider one. */
+  zeroThreshold: number
   zeroCount = 0
+  /** The widest zero threshold merged, once two differed (0 until then): see `widenZero`. */
+  private widenTo = 0
+  /** While widened: the key of the bucket holding `widenTo`, at the current schema. */
+  private zeroKey = 0
   readonly positive = new Side()
   readonly negative = new Side()
   private readonly config: NativeHistogramConfig
@@ -176,11 +229,12 @@ export class NativeBuckets {
   constructor (config: NativeHistogramConfig) {
     this.config = config
     this.schema = config.schema
+    this.zeroThreshold = config.zeroThreshold
   }
 
   /** Records one observation (non-finite values are left out of the buckets). */
   observe (v: number): void {
-    const zt = this.config.zeroThreshold
+    const zt = this.zeroThreshold
     let side: Side
     let k: number
     if (v > zt) {
@@ -195,11 +249,8 @@ export class NativeBuckets {
       if (v === v) this.zeroCount++ // NaN is left out
       return
     }
-    const i = k - side.offset
-    if (i >= 0 && i < side.counts.length) {
-      side.counts[i]++
-      if (k > side.hi) side.hi = k
-      if (k < side.lo) side.lo = k
+    if (k >= side.lo && k <= side.hi) {
+      side.counts[k - side.offset]++
       return
     }
     this.add(side, k, 1)
@@ -212,17 +263,18 @@ export class NativeBuckets {
   private add (side: Side, k: number, c: number): void {
     const max = this.config.maxBuckets
     for (;;) {
-      const i = k - side.offset
-      if (i >= 0 && i < side.counts.length) {
-        side.counts[i] += c
-        if (k > side.hi) side.hi = k
-        if (k < side.lo) side.lo = k
-        return
-      }
+      if (this.widenTo > 0 && k <= this.zeroKey) { this.zeroCount += c; return }
       const other = side === this.positive ? this.negative : this.positive
       const lo = side.span === 0 ? k : Math.min(side.lo, k)
       const hi = side.span === 0 ? k : Math.max(side.hi, k)
       if (hi - lo + 1 + other.span <= max || this.schema <= MIN_SCHEMA) {
+        const i = k - side.offset
+        if (i >= 0 && i < side.counts.length) {
+          side.counts[i] += c
+          side.lo = lo
+          side.hi = hi
+          return
+        }
         side.rebuild(lo, hi, Math.min(max, Math.max(16, 2 * (hi - lo + 1))), same)
       } else {
         this.reduce()
@@ -238,28 +290,112 @@ export class NativeBuckets {
       side.rebuild(halve(side.lo), halve(side.hi), side.counts.length, halve)
     }
     this.schema--
+    if (this.widenTo > 0) this.widenZero()
   }
 
   /** Adds another series' native buckets (any schema: the finer one is reduced to the coarser first). */
   merge (from: NativeBuckets): void {
-    while (this.schema > from.schema) this.reduce()
-    this.zeroCount += from.zeroCount
-    const pairs: Array<[Side, Side]> = [[from.positive, this.positive], [from.negative, this.negative]]
-    for (const [src, dst] of pairs) {
-      for (let k = src.lo; k <= src.hi; k++) {
-        const c = src.counts[k - src.offset]
+    this.mergeSnapshot(from.snapshot())
+  }
+
+  /**
+   * Adds native buckets as a snapshot carries them (another process's, or the archive's). The
+   * finer schema is reduced to the coarser, the zero bucket widened to the wider threshold (as
+   * Prometheus reconciles two histograms), and the resolution reduced further while the
+   * buckets would exceed maxBuckets. The result does not depend on the order of the merges: its
+   * schema is the finest at or below every source's at which all the buckets fit.
+   * A snapshot without observations changes nothing.
+   */
+  mergeSnapshot (from: NativeSnapshot): void {
+    const [schema, zeroThreshold, zeroCount, posOffset, pos, negOffset, neg] = from
+    if (zeroCount === 0 && pos.length === 0 && neg.length === 0) return
+    if (this.widenTo > 0 ? zeroThreshold > this.widenTo : zeroThreshold !== this.zeroThreshold) this.reconcileZero([zeroThreshold])
+    while (this.schema > schema) this.reduce()
+    this.zeroCount += zeroCount
+    const sides: Array<[number, readonly number[], Side]> = [[posOffset, pos, this.positive], [negOffset, neg, this.negative]]
+    for (const [offset, counts, dst] of sides) {
+      for (let i = 0; i < counts.length; i++) {
+        const c = counts[i]
         if (c === 0) continue
         // add() may reduce this histogram's schema while merging: map each key to the current one.
-        let key = k
-        for (let s = this.schema; s < from.schema; s++) key = halve(key)
+        let key = offset + i
+        for (let s = this.schema; s < schema; s++) key = halve(key)
         this.add(dst, key, c)
       }
     }
   }
 
+  /**
+   * Counts `c` observations of value `v` (finite): how the classic buckets of a source without
+   * native ones are carried over, each at a value standing for its bucket (`lib/multiprocess.ts`).
+   */
+  addValue (v: number, c: number): void {
+    if (c === 0) return
+    const zt = this.zeroThreshold
+    if (v > zt) this.add(this.positive, bucketKey(v, this.schema), c)
+    else if (v < -zt) this.add(this.negative, bucketKey(-v, this.schema), c)
+    else this.zeroCount += c
+  }
+
+  /**
+   * Prepares for merging sources with these zero thresholds. When one differs from this
+   * histogram's, the zero bucket is widened as Prometheus reconciles two histograms: the bucket
+   * holding the widest threshold, and every bucket below it, count in the zero bucket, whose
+   * threshold becomes that bucket's upper bound (and follows it when the resolution is
+   * reduced). Given every threshold before the first merge, the result does not depend on the
+   * order of the merges; a later wider one is still taken in, at the cost of that guarantee.
+   */
+  reconcileZero (thresholds: Iterable<number>): void {
+    let t = this.widenTo > 0 ? this.widenTo : this.zeroThreshold
+    let differ = this.widenTo > 0
+    for (const z of thresholds) {
+      if (z !== this.zeroThreshold) differ = true
+      if (z > t) t = z
+    }
+    if (!differ || !(t > 0)) return
+    this.widenTo = Math.max(t, this.zeroThreshold)
+    this.widenZero()
+  }
+
+  /** Moves the buckets up to the one holding `widenTo` into the zero bucket (see `reconcileZero`). */
+  private widenZero (): void {
+    const k = bucketKey(this.widenTo, this.schema)
+    this.zeroKey = k
+    for (const side of [this.positive, this.negative]) {
+      if (side.span === 0 || side.lo > k) continue
+      const top = Math.min(k, side.hi)
+      for (let key = side.lo; key <= top; key++) {
+        const i = key - side.offset
+        this.zeroCount += side.counts[i]
+        side.counts[i] = 0
+      }
+      let next = top + 1
+      while (next <= side.hi && side.counts[next - side.offset] === 0) next++
+      if (next > side.hi) { side.lo = EMPTY_LO; side.hi = EMPTY_HI } else side.lo = next
+    }
+    this.zeroThreshold = bucketUpperBound(k, this.schema)
+  }
+
+  /**
+   * The buckets as a snapshot, less `base` (an earlier snapshot of this same series: its
+   * schema is never finer than now, since a series only ever reduces its resolution).
+   */
+  snapshot (base?: NativeSnapshot): NativeSnapshot {
+    const out: NativeSnapshot = [this.schema, this.zeroThreshold, this.zeroCount, ...dense(this.positive), ...dense(this.negative)]
+    if (base === undefined) return out
+    const [bSchema, , bZero, bPosOffset, bPos, bNegOffset, bNeg] = base
+    out[2] -= bZero
+    const shift = bSchema - this.schema
+    subtract(out, 3, bPosOffset, bPos, shift)
+    subtract(out, 5, bNegOffset, bNeg, shift)
+    return out
+  }
+
   /** Sets every count to zero, keeping the schema reached and the window. */
   reset (): void {
     this.zeroCount = 0
+    this.zeroThreshold = this.config.zeroThreshold
+    this.widenTo = 0
     for (const side of [this.positive, this.negative]) {
       side.counts.fill(0)
       side.lo = EMPTY_LO
@@ -271,10 +407,10 @@ export class NativeBuckets {
   encode (w: ProtoWriter): void {
     const f = PB.histogram
     w.sint(f.schema, this.schema)
-    w.double(f.zeroThreshold, this.config.zeroThreshold)
+    w.double(f.zeroThreshold, this.zeroThreshold)
     if (this.zeroCount !== 0) w.uint(f.zeroCount, this.zeroCount)
     encodeSide(w, this.negative, f.negativeSpan, f.negativeDelta)
-    if (this.positive.span === 0 && this.negative.span === 0 && this.config.zeroThreshold === 0) {
+    if (this.positive.span === 0 && this.negative.span === 0 && this.zeroThreshold === 0) {
       // A native histogram without buckets and zero threshold needs a no-op span to be one.
       const at = w.begin(f.positiveSpan)
       w.sint(PB.span.offset, 0)

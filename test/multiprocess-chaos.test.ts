@@ -11,7 +11,11 @@
  * - once settled, it reports exactly what was served less what SIGKILLs lost, and each loss is
  *   within the documented bound (what the killed process recorded since its last flush: at most
  *   the burst it was killed after);
- * - the settled exposition has no duplicate series and passes `promtool check metrics`.
+ * - the settled exposition has no duplicate series and passes `promtool check metrics`;
+ * - native histograms (on in every app): each settled protobuf scrape holds, for each app's
+ *   route, one native histogram whose buckets add up to its count, which is the requests served
+ *   less lost, and which Prometheus would read as a continuation of the last settled one (no
+ *   counter reset: the schema never finer, no bucket lower).
  * The seed is printed; CHAOS_SEED=<seed> replays a run.
  */
 import t from 'tap'
@@ -21,6 +25,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { duplicateSeries, sleep, startFixture, type Started } from './helpers/multiprocess'
 import { hasPromtool, promtoolCheck, samples } from './helpers/scrape'
+import { continues, decodeDelimited, nativeOf, PROMETHEUS_PROTOBUF_ACCEPT, type NativeState } from './helpers/protobuf'
 
 const SEED = process.env.CHAOS_SEED !== undefined ? Number(process.env.CHAOS_SEED) : Math.floor(Math.random() * 2 ** 31)
 const EVENTS = 12
@@ -116,6 +121,27 @@ t.test(`chaos: ${WORKERS} workers x 2 apps, restarts, SIGKILLs, a full disk (see
 
   const problems: string[] = []
   let scrapes = 0
+  const lastNative = new Map<App, NativeState>()
+  let nativeChecks = 0
+  /** The settled values in protobuf, through the same worker and app: native buckets as above. */
+  const checkNative = async (label: string, w: Started, app: App, values: Map<string, number>): Promise<void> => {
+    const r = await rpc(w, { cmd: 'scrape', app, accept: PROMETHEUS_PROTOBUF_ACCEPT })
+    nativeChecks++
+    const family = decodeDelimited(Buffer.from(r.body as string, 'base64')).find((f) => f.name === 'http_request_duration_seconds')
+    for (const a of APPS) {
+      const m = family?.metric?.find((x: any) => x.label.some((l: any) => l.name === 'route' && l.value === `/${a}/x`))
+      const expected = values.get(keyOf('requests', a)) as number
+      if (m === undefined) { if (expected !== 0) problems.push(`${label}: no native histogram for /${a}/x`); continue }
+      const h = m.histogram
+      const native = nativeOf(h)
+      let inBuckets = native.zeroCount
+      for (const c of native.buckets.values()) inBuckets += c
+      if ((h.sampleCount ?? 0) !== expected || inBuckets !== expected) problems.push(`${label}: /${a}/x native histogram: count ${h.sampleCount ?? 0}, in its buckets ${inBuckets}, expected ${expected}`)
+      const before = lastNative.get(a)
+      if (before !== undefined) for (const p of continues(before, native)) problems.push(`${label}: /${a}/x native histogram would read as a counter reset: ${p}`)
+      if (!full) lastNative.set(a, native)
+    }
+  }
   let full = false
   /**
    * Scrapes through random workers and apps until the values are what the model says (losses
@@ -159,6 +185,7 @@ t.test(`chaos: ${WORKERS} workers x 2 apps, restarts, SIGKILLs, a full disk (see
         const dups = duplicateSeries(r.body as string)
         if (dups.length > 0) problems.push(`${label}: duplicate series ${dups.slice(0, 3).join(', ')}`)
         if (promtool) for (const p of promtoolCheck(r.body as string)) problems.push(`${label}: promtool: ${p}`)
+        if (!full) await checkNative(label, w, app, values)
         return
       }
       if (full && ++fullScrapes >= 4) return // while the disk is full, files do not move: bounds only
@@ -220,7 +247,8 @@ t.test(`chaos: ${WORKERS} workers x 2 apps, restarts, SIGKILLs, a full disk (see
   }
   if (full) { unlinkSync(filler); full = false; await settle('end, disk freed') }
   t.comment(log.join('\n'))
-  t.same(problems, [], `${scrapes} scrapes, every one within the model's bounds, each settled one exact, without duplicates${promtool ? ' and clean for promtool' : ''}`)
+  t.same(problems, [], `${scrapes} scrapes, every one within the model's bounds, each settled one exact, without duplicates${promtool ? ' and clean for promtool' : ''}; ${nativeChecks} settled protobuf scrapes with exact native histograms that never reset`)
+  t.ok(nativeChecks >= EVENTS - 3, `native histograms checked at ${nativeChecks} settled points`)
   const lost = [...model].map(([key, m]) => `${key}: ${m.served} served, ${m.lo} lost`).join('; ')
   t.ok([...model.values()].every((m) => m.lo === m.hi), `every loss pinned within its bound (${lost})`)
   if (fullSeen) {

@@ -215,3 +215,111 @@ t.test('classic: false leaves only native buckets in protobuf', async (t) => {
   t.notOk('bucket' in d && d.bucket.length > 0, 'no classic buckets')
   t.match(text, /http_request_duration_seconds_bucket\{/, 'text keeps classic buckets: it cannot carry native ones')
 })
+
+/** The native buckets the definition gives for `values` at a schema, zero bucket up to `zt`: [zeroCount, positive, negative]. */
+function referenceBuckets (values: number[], schema: number, zt: number): [number, Map<number, number>, Map<number, number>] {
+  let zero = 0
+  const pos = new Map<number, number>()
+  const neg = new Map<number, number>()
+  for (const v of values) {
+    if (Math.abs(v) <= zt) { zero++; continue }
+    const m = v > 0 ? pos : neg
+    const k = referenceKey(Math.abs(v), schema)
+    m.set(k, (m.get(k) ?? 0) + 1)
+  }
+  return [zero, pos, neg]
+}
+
+function span (m: Map<number, number>): number {
+  return m.size === 0 ? 0 : Math.max(...m.keys()) - Math.min(...m.keys()) + 1
+}
+
+/** A snapshot side as a map of key to count. */
+function sideMap (offset: number, counts: number[]): Map<number, number> {
+  const m = new Map<number, number>()
+  counts.forEach((c, i) => { if (c !== 0) m.set(offset + i, c) })
+  return m
+}
+
+t.test('snapshots of several processes merge, in any order, to one histogram: schemas and zero thresholds reconciled, every count by the definition', async (t) => {
+  for (let round = 0; round < 20; round++) {
+    const sources: Array<{ config: NativeHistogramConfig, values: number[], buckets: NativeBuckets }> = []
+    const n = 2 + Math.floor(random() * 4)
+    for (let i = 0; i < n; i++) {
+      const c = config({ schema: Math.floor(random() * 6), maxBuckets: 10 + Math.floor(random() * 150), zeroThreshold: [2 ** -128, 2 ** -128, 0.002, 0.0005][Math.floor(random() * 4)] })
+      const b = new NativeBuckets(c)
+      const values: number[] = []
+      const count = 20 + Math.floor(random() * 200)
+      for (let j = 0; j < count; j++) {
+        const r = random()
+        const v = r < 0.03 ? 0 : (r < 0.13 ? -1 : 1) * 10 ** (random() * 8 - 5)
+        values.push(v)
+        b.observe(v)
+      }
+      sources.push({ config: c, values, buckets: b })
+    }
+    // Each source's own schema, by the definition: the finest at or below its configured one at which its buckets fit.
+    let schema = 3
+    for (const s of sources) {
+      let own = s.config.schema
+      for (;; own--) {
+        const [, pos, neg] = referenceBuckets(s.values, own, s.config.zeroThreshold)
+        if (span(pos) + span(neg) <= s.config.maxBuckets || own === -4) break
+      }
+      t.equal(s.buckets.schema, own, `round ${round}: a source reduces its resolution only as far as it must`)
+      schema = Math.min(schema, own)
+    }
+    // The merge, at maxBuckets 80: the widest zero threshold's bucket and those below it join the zero bucket.
+    const all = sources.flatMap((s) => s.values)
+    const thresholds = sources.map((s) => s.config.zeroThreshold)
+    const widest = Math.max(2 ** -128, ...thresholds)
+    const widened = thresholds.some((z) => z !== 2 ** -128)
+    let expected: [number, Map<number, number>, Map<number, number>]
+    let zt: number
+    for (;; schema--) {
+      zt = widened ? 2 ** (referenceKey(widest, schema) / 2 ** schema) : 2 ** -128
+      expected = referenceBuckets(all, schema, zt)
+      if (span(expected[1]) + span(expected[2]) <= 80 || schema === -4) break
+    }
+    const snapshots: string[] = []
+    for (let order = 0; order < 3; order++) {
+      const list = [...sources]
+      if (order === 1) list.reverse()
+      if (order === 2) list.sort(() => random() - 0.5)
+      const merged = new NativeBuckets(config({ maxBuckets: 80 }))
+      merged.reconcileZero(list.map((s) => s.config.zeroThreshold))
+      for (const s of list) merged.mergeSnapshot(s.buckets.snapshot())
+      const [mSchema, mZt, mZero, po, p, no, ne] = merged.snapshot()
+      if (order === 0) {
+        t.equal(mSchema, schema, `round ${round}: schema ${schema}`)
+        t.equal(mZt, zt, `round ${round}: zero threshold ${zt}`)
+        t.equal(mZero, expected[0], `round ${round}: zero bucket`)
+        t.same(Object.fromEntries(sideMap(po, p)), Object.fromEntries(expected[1]), `round ${round}: positive buckets`)
+        t.same(Object.fromEntries(sideMap(no, ne)), Object.fromEntries(expected[2]), `round ${round}: negative buckets`)
+      }
+      snapshots.push(JSON.stringify(merged.snapshot()))
+    }
+    t.equal(new Set(snapshots).size, 1, `round ${round}: the same histogram in every order`)
+  }
+})
+
+t.test('a snapshot less an earlier one of the same series: exactly the observations in between, at the schema reached', async (t) => {
+  const c = config({ maxBuckets: 30 })
+  const live = new NativeBuckets(c)
+  const first = Array.from({ length: 200 }, () => 10 ** (random() * 2 - 3)) // 1 ms .. 100 ms
+  for (const v of first) live.observe(v)
+  const base = live.snapshot()
+  const later = Array.from({ length: 300 }, () => 10 ** (random() * 7 - 4)) // widens: the resolution goes down
+  for (const v of later) live.observe(v)
+  t.ok(live.schema < base[0], `schema ${base[0]} -> ${live.schema}`)
+  const diff = live.snapshot(base)
+  const [zero, pos] = referenceBuckets(later, live.schema, 2 ** -128)
+  t.equal(diff[0], live.schema)
+  t.equal(diff[2], zero)
+  t.same(Object.fromEntries(sideMap(diff[3], diff[4])), Object.fromEntries(pos))
+  const sum = new NativeBuckets(config({ maxBuckets: 1000, schema: 8 }))
+  sum.mergeSnapshot(base)
+  sum.mergeSnapshot(diff)
+  t.same(sum.snapshot(), live.snapshot(), 'the earlier snapshot and the difference add up to the whole')
+  t.same(live.snapshot(live.snapshot()), [live.schema, 2 ** -128, 0, 0, [], 0, []], 'nothing since: empty')
+})

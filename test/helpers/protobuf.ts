@@ -105,3 +105,34 @@ export function nativeBuckets (spans: Array<{ offset?: number, length?: number }
   }
   return out
 }
+
+/** The native part of a decoded histogram. */
+export interface NativeState { schema: number, zeroThreshold: number, zeroCount: number, buckets: Map<number, number> }
+
+/** The native part of a decoded `Histogram` (positive buckets; the durations have no negative ones). */
+export function nativeOf (h: any): NativeState {
+  return { schema: h.schema ?? 0, zeroThreshold: h.zeroThreshold ?? 0, zeroCount: h.zeroCount ?? 0, buckets: nativeBuckets(h.positiveSpan, h.positiveDelta) }
+}
+
+/**
+ * Why Prometheus would not read `after` as a continuation of `before` (a counter reset): the
+ * schema got finer, the zero threshold narrower, or a bucket of `before`, reduced to the later
+ * schema (and into the zero bucket below the later threshold), is larger than after. Empty when
+ * it continues.
+ */
+export function continues (before: NativeState, after: NativeState): string[] {
+  const problems: string[] = []
+  if (after.schema > before.schema) problems.push(`schema ${before.schema} -> ${after.schema}`)
+  if (after.zeroThreshold < before.zeroThreshold) problems.push(`zero threshold ${before.zeroThreshold} -> ${after.zeroThreshold}`)
+  const reduced = new Map<number, number>()
+  let zero = before.zeroCount
+  for (const [k0, c] of before.buckets) {
+    let k = k0
+    for (let s = after.schema; s < before.schema; s++) k = (k + 1) >> 1
+    if (2 ** (k / 2 ** after.schema) <= after.zeroThreshold) zero += c
+    else reduced.set(k, (reduced.get(k) ?? 0) + c)
+  }
+  if (after.zeroCount < zero) problems.push(`zero count ${zero} -> ${after.zeroCount}`)
+  for (const [k, c] of reduced) if ((after.buckets.get(k) ?? 0) < c) problems.push(`bucket ${k}: ${c} -> ${after.buckets.get(k) ?? 0}`)
+  return problems
+}
