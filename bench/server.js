@@ -3,14 +3,14 @@
 // MODE=bare | plugin | plugin-native | plugin-nodefault | fastify-metrics | floor | floor-nohook | defaults-only
 // (plugin-native: the plugin with nativeHistograms: true, native buckets beside the classic ones)
 // PLUGIN=<directory> loads the plugin from another checkout (built), to compare two versions;
-// MODE=plugin@<directory> does the same for one server only, so that one paired run can hold both
-// versions side by side (BENCH_MODES=bare,plugin,plugin@../before).
+// MODE=plugin@<directory> (or plugin-native@<directory>) does the same for one server only, so
+// that one paired run can hold both versions side by side (BENCH_MODES=bare,plugin,plugin@../before).
 const Fastify = require('fastify')
 
 async function main () {
-  const at = /^plugin@(.+)$/.exec(process.env.MODE || '')
-  const mode = at === null ? process.env.MODE : 'plugin'
-  const pluginDir = at === null ? process.env.PLUGIN || '..' : require('node:path').resolve(at[1])
+  const at = /^(plugin|plugin-native)@(.+)$/.exec(process.env.MODE || '')
+  const mode = at === null ? process.env.MODE : at[1]
+  const pluginDir = at === null ? process.env.PLUGIN || '..' : require('node:path').resolve(at[2])
   const plugin = () => require(pluginDir)
   const app = Fastify({ logger: false })
   if (mode === 'plugin') {

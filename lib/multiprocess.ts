@@ -107,9 +107,12 @@ export interface FamilySnapshot {
   series: Array<Array<string | number | null | number[]>>
   /**
    * Histograms with native buckets: those of each series, in the order of `series` (`0` for a
-   * series without). A series without them is carried over from its classic buckets.
+   * series without; a series without them is carried over from its classic buckets), as
+   * `NativeSnapshot`s whose zero threshold is `null` when it is `nativeZeroThreshold`.
    */
-  native?: Array<NativeSnapshot | 0>
+  native?: Array<Array<number | null> | 0>
+  /** The zero threshold of the native buckets whose own is `null`. */
+  nativeZeroThreshold?: number
   /**
    * Histograms with exemplars (process files only): each series' latest exemplar per classic
    * bucket, `[bucket index, trace id, span id, value, timestamp ms]`, in the order of `series`.
@@ -339,6 +342,24 @@ interface AggForeign {
 /** Where a snapshot comes from, which decides what of it counts. */
 type SourceKind = 'local' | 'live' | 'dead'
 
+/**
+ * The native buckets of row `r` of a family snapshot, its zero threshold filled in from the
+ * family's (in place: a file is read once); undefined when it has none or they are malformed.
+ */
+function nativeRow (f: FamilySnapshot, r: number): NativeSnapshot | undefined {
+  const ns = Array.isArray(f.native) ? f.native[r] : undefined
+  if (!Array.isArray(ns)) return undefined
+  if (ns[1] === null) ns[1] = typeof f.nativeZeroThreshold === 'number' ? f.nativeZeroThreshold : NaN
+  return isNativeSnapshot(ns) ? ns : undefined
+}
+
+/** A snapshot as written: its zero threshold `null` when it is the family's. */
+function withSharedZeroThreshold (snap: NativeSnapshot, shared: number | undefined): Array<number | null> {
+  const row: Array<number | null> = snap
+  if (snap[1] === shared) row[1] = null
+  return row
+}
+
 /** One source of a series' native buckets: its native snapshot, or its classic counts (`row[start + i]`). */
 type NativePart = NativeSnapshot | { bounds: readonly number[], row: ReadonlyArray<unknown>, start: number }
 
@@ -513,7 +534,6 @@ export class Aggregate {
       }
     } else {
       const same = f.buckets !== undefined && agg.bounds !== undefined && sameArray(f.buckets, agg.bounds)
-      const natives = Array.isArray(f.native) ? f.native : undefined
       // Exemplars are of now: from running processes only.
       const exemplars = kind !== 'dead' && Array.isArray(f.exemplars) ? f.exemplars : undefined
       for (let r = 0; r < f.series.length; r++) {
@@ -521,11 +541,11 @@ export class Aggregate {
         const slot = this.slot(agg, s, n)
         const h = slot.series as HistogramSeries
         if (this.keepLayouts || h.native != null) {
-          const ns = natives?.[r]
+          const ns = nativeRow(f, r)
           agg.nativeParts ??= new Map()
           let parts = agg.nativeParts.get(h)
           if (parts === undefined) agg.nativeParts.set(h, parts = [])
-          parts.push(isNativeSnapshot(ns) ? ns : { bounds: f.buckets ?? [], row: s, start: n + 2 })
+          parts.push(ns ?? { bounds: f.buckets ?? [], row: s, start: n + 2 })
         }
         const ex = exemplars?.[r]
         if (Array.isArray(ex)) addExemplars(h, ex)
@@ -573,7 +593,7 @@ export class Aggregate {
       }
       if (nb === null) continue
       nb.reconcileZero(snaps.map((p) => p[1]))
-      for (const p of snaps) nb.mergeSnapshot(p)
+      nb.mergeSnapshots(snaps)
       for (const p of parts) if (!Array.isArray(p)) addClassicAsNative(nb, p.bounds, p.row, p.start)
     }
     agg.nativeParts = undefined
@@ -672,7 +692,10 @@ export class Aggregate {
       this.mergeNatives(agg)
       if (agg.natives !== undefined) {
         const natives = agg.natives
-        snap.native = Array.from(agg.family.entries() as Iterable<HistogramSeries>, (h) => natives.get(h)?.snapshot() ?? 0)
+        const rows = Array.from(agg.family.entries() as Iterable<HistogramSeries>, (h) => natives.get(h)?.snapshot() ?? 0)
+        const first = rows.find((x): x is NativeSnapshot => x !== 0)
+        if (first !== undefined) snap.nativeZeroThreshold = first[1]
+        snap.native = rows.map((x) => x === 0 ? 0 : withSharedZeroThreshold(x, snap.nativeZeroThreshold))
       }
       if (agg.sums !== undefined) {
         const n = agg.labelNames.length
@@ -730,7 +753,8 @@ function familySnapshot (family: MetricFamily<unknown>, mode: GaugeMode | undefi
   const snap: FamilySnapshot = { name: family.name, type, help: family.help, labelNames, series }
   if (type === 'histogram') snap.buckets = Array.from((family as HistogramFamily).upperBounds)
   if (type === 'gauge') snap.mode = mode ?? 'sum'
-  const native: Array<NativeSnapshot | 0> | undefined = type === 'histogram' && (family as HistogramFamily).native != null ? [] : undefined
+  const nativeConfig = type === 'histogram' ? (family as HistogramFamily).native : null
+  const native: Array<Array<number | null> | 0> | undefined = nativeConfig != null ? [] : undefined
   let exemplars: Array<ExemplarSnapshot[] | 0> | undefined
   for (const s of family.entries() as Iterable<CounterSeries | GaugeSeries | HistogramSeries>) {
     const row: Array<string | number> = []
@@ -746,7 +770,7 @@ function familySnapshot (family: MetricFamily<unknown>, mode: GaugeMode | undefi
         // Trailing empty buckets are left out (readers take a missing count as 0): most
         // observations sit in the low buckets, and this keeps the files small and quick to parse.
         while (row.length > labelNames.length + 2 && row[row.length - 1] === 0) row.pop()
-        if (native !== undefined) native.push(h.native != null ? h.native.snapshot(base?.native) : 0)
+        if (native !== undefined) native.push(h.native != null ? withSharedZeroThreshold(h.native.snapshot(base?.native), nativeConfig?.zeroThreshold) : 0)
         if (h.exemplars != null) {
           exemplars ??= new Array(series.length).fill(0)
           const list: ExemplarSnapshot[] = []
@@ -759,7 +783,10 @@ function familySnapshot (family: MetricFamily<unknown>, mode: GaugeMode | undefi
     }
     series.push(row)
   }
-  if (native !== undefined) snap.native = native
+  if (native !== undefined) {
+    snap.native = native
+    snap.nativeZeroThreshold = nativeConfig?.zeroThreshold
+  }
   if (exemplars !== undefined) snap.exemplars = exemplars
   return snap
 }
@@ -831,8 +858,8 @@ function baselineOf (families: readonly FamilySnapshot[], previous: Baseline | u
       const nums = s.slice(n).map(num)
       const p = prev?.get(key)
       const handed: Handed = { nums: p === undefined ? nums : Array.from({ length: Math.max(nums.length, p.nums.length) }, (_, i) => (nums[i] ?? 0) + (p.nums[i] ?? 0)) }
-      const native = f.native?.[r]
-      if (isNativeSnapshot(native)) {
+      const native = nativeRow(f, r)
+      if (native !== undefined) {
         if (p?.native === undefined) handed.native = native
         else {
           // The series' schema only goes down: the sum is exact at the newer snapshot's.

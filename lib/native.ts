@@ -125,50 +125,96 @@ export function bucketKey (v: number, schema: number): number {
 }
 
 /**
- * Native buckets as the shared-directory files carry them (`lib/multiprocess.ts`):
- * `[schema, zeroThreshold, zeroCount, positiveOffset, positiveCounts, negativeOffset,
- * negativeCounts]`, each side's counts dense from the key `offset`, from its lowest populated
- * key to its highest.
+ * Native buckets as the shared-directory files carry them (`lib/multiprocess.ts`), one flat
+ * array: `[schema, zeroThreshold, zeroCount, positiveOffset, n, ...positiveCounts (n numbers),
+ * negativeOffset, ...negativeCounts]`. Each side's counts run from the key `offset` (its lowest
+ * populated bucket) to its highest populated bucket, one number per key, except that a run of
+ * k empty buckets is written as the one number -k (counts are never negative): spread-out
+ * histograms stay small, and a file holds one array per series.
  */
-export type NativeSnapshot = [number, number, number, number, number[], number, number[]]
+export type NativeSnapshot = number[]
 
-/** Whether a value read from a file has the shape of a `NativeSnapshot`. */
+const POS = 5 // index of the first positive count
+
+/** Index of the negative offset in a snapshot. */
+function negAt (snap: readonly number[]): number {
+  return POS + snap[4]
+}
+
+/** Whether a value read from a file (its zero threshold already filled in) has the shape of a `NativeSnapshot`. */
 export function isNativeSnapshot (x: unknown): x is NativeSnapshot {
-  if (!Array.isArray(x) || x.length !== 7) return false
-  const [schema, zt, zero, po, p, no, n] = x as unknown[]
-  const int = (v: unknown): boolean => typeof v === 'number' && Number.isInteger(v)
-  const counts = (v: unknown): boolean => Array.isArray(v) && v.every((c) => typeof c === 'number' && c >= 0 && Number.isFinite(c))
-  return int(schema) && (schema as number) >= MIN_SCHEMA && (schema as number) <= MAX_SCHEMA && typeof zt === 'number' && zt >= 0 && Number.isFinite(zt) &&
-    typeof zero === 'number' && zero >= 0 && int(po) && counts(p) && int(no) && counts(n)
-}
-
-/** A side's populated keys as `[offset, counts]`. */
-function dense (side: Side): [number, number[]] {
-  if (side.span === 0) return [0, []]
-  return [side.lo, Array.from(side.counts.subarray(side.lo - side.offset, side.hi - side.offset + 1))]
-}
-
-/**
- * Subtracts base counts (`shift` schemas finer than the snapshot's) from the side at
- * `out[at]`, `out[at + 1]`, then trims the zeros at both ends.
- */
-function subtract (out: NativeSnapshot, at: 3 | 5, offset: number, counts: readonly number[], shift: number): void {
-  let from = out[at] as number
-  let c = out[at + 1] as number[]
-  for (let i = 0; i < counts.length; i++) {
-    if (counts[i] === 0) continue
-    let k = offset + i
-    for (let s = 0; s < shift; s++) k = halve(k)
-    if (k < from) { c = [...new Array<number>(from - k).fill(0), ...c]; from = k }
-    while (k - from >= c.length) c.push(0)
-    c[k - from] -= counts[i]
+  if (!Array.isArray(x) || x.length < 6) return false
+  const schema = x[0]
+  const zt = x[1]
+  const n = x[4]
+  if (!Number.isInteger(schema) || schema < MIN_SCHEMA || schema > MAX_SCHEMA || typeof zt !== 'number' || !(zt >= 0) || !Number.isFinite(zt)) return false
+  if (typeof x[2] !== 'number' || !(x[2] >= 0) || !Number.isInteger(x[3]) || !Number.isInteger(n) || n < 0 || POS + n >= x.length || !Number.isInteger(x[POS + n])) return false
+  for (let i = POS; i < x.length; i++) {
+    if (i === POS + n) continue
+    const c = x[i]
+    if (typeof c !== 'number' || !Number.isFinite(c) || (c < 0 && !Number.isInteger(c))) return false
   }
-  let lo = 0
-  let hi = c.length
-  while (lo < hi && c[lo] === 0) lo++
-  while (hi > lo && c[hi - 1] === 0) hi--
-  out[at] = lo === hi ? 0 : from + lo
-  out[at + 1] = c.slice(lo, hi)
+  return true
+}
+
+/** Calls `fn` with each populated key of the counts `snap[from..to)`, the first at key `offset`, and its count. */
+function eachCount (snap: readonly number[], from: number, to: number, offset: number, fn: (key: number, c: number) => void): void {
+  let key = offset
+  for (let i = from; i < to; i++) {
+    const c = snap[i]
+    if (c < 0) { key -= c; continue }
+    if (c !== 0) fn(key, c)
+    key++
+  }
+}
+
+/** The key after the last of the counts `snap[from..to)` whose first is at `offset`. */
+function endKey (snap: readonly number[], from: number, to: number, offset: number): number {
+  let key = offset
+  for (let i = from; i < to; i++) key += snap[i] < 0 ? -snap[i] : 1
+  return key
+}
+
+/** Appends a side, dense counts `dense[start..end)` for keys `from + (i - start)...`: its offset, then its counts with zero runs. Returns how many counts. */
+function appendSide (out: number[], dense: ArrayLike<number>, from: number, start: number, end: number, withLength: boolean): void {
+  while (start < end && dense[start] === 0) start++
+  while (end > start && dense[end - 1] === 0) end--
+  out.push(start === end ? 0 : from + start)
+  const at = out.length
+  if (withLength) out.push(0)
+  let zeros = 0
+  for (let i = start; i < end; i++) {
+    const c = dense[i]
+    if (c === 0) { zeros++; continue }
+    if (zeros === 1) out.push(0)
+    else if (zeros > 1) out.push(-zeros)
+    zeros = 0
+    out.push(c)
+  }
+  if (withLength) out[at] = out.length - at - 1
+}
+
+/** Appends a side of native buckets (see `appendSide`). */
+function appendLiveSide (out: number[], side: Side, withLength: boolean): void {
+  if (side.span === 0) appendSide(out, side.counts, 0, 0, 0, withLength)
+  else appendSide(out, side.counts, side.offset, side.lo - side.offset, side.hi - side.offset + 1, withLength)
+}
+
+/** The counts of a snapshot side less those of a base snapshot's side `shift` schemas finer (reduced to this one), appended. */
+function appendDifference (out: number[], snap: readonly number[], from: number, to: number, offset: number, base: readonly number[], bFrom: number, bTo: number, bOffset: number, shift: number, withLength: boolean): void {
+  const entries = new Map<number, number>()
+  eachCount(snap, from, to, offset, (k, c) => { entries.set(k, c) })
+  eachCount(base, bFrom, bTo, bOffset, (k, c) => {
+    for (let s = 0; s < shift; s++) k = halve(k)
+    entries.set(k, (entries.get(k) ?? 0) - c)
+  })
+  let lo = Infinity
+  let hi = -Infinity
+  for (const [k, c] of entries) if (c !== 0) { if (k < lo) lo = k; if (k > hi) hi = k }
+  if (lo > hi) { appendSide(out, [], 0, 0, 0, withLength); return }
+  const dense = new Array<number>(hi - lo + 1).fill(0)
+  for (const [k, c] of entries) if (k >= lo && k <= hi) dense[k - lo] = c
+  appendSide(out, dense, lo, 0, dense.length, withLength)
 }
 
 // lo and hi of a side without observations: any key is below the one and above the other.
@@ -307,22 +353,82 @@ export class NativeBuckets {
    * A snapshot without observations changes nothing.
    */
   mergeSnapshot (from: NativeSnapshot): void {
-    const [schema, zeroThreshold, zeroCount, posOffset, pos, negOffset, neg] = from
-    if (zeroCount === 0 && pos.length === 0 && neg.length === 0) return
+    const schema = from[0]
+    const zeroThreshold = from[1]
+    const neg = negAt(from)
+    if (from[2] === 0 && from[4] === 0 && from.length === neg + 1) return
     if (this.widenTo > 0 ? zeroThreshold > this.widenTo : zeroThreshold !== this.zeroThreshold) this.reconcileZero([zeroThreshold])
     while (this.schema > schema) this.reduce()
-    this.zeroCount += zeroCount
-    const sides: Array<[number, readonly number[], Side]> = [[posOffset, pos, this.positive], [negOffset, neg, this.negative]]
-    for (const [offset, counts, dst] of sides) {
-      for (let i = 0; i < counts.length; i++) {
-        const c = counts[i]
-        if (c === 0) continue
-        // add() may reduce this histogram's schema while merging: map each key to the current one.
-        let key = offset + i
-        for (let s = this.schema; s < schema; s++) key = halve(key)
-        this.add(dst, key, c)
+    this.zeroCount += from[2]
+    // add() may reduce this histogram's schema while merging: each key is mapped to the current one.
+    eachCount(from, POS, neg, from[3], (k, c) => { for (let s = this.schema; s < schema; s++) k = halve(k); this.add(this.positive, k, c) })
+    eachCount(from, neg + 1, from.length, from[neg], (k, c) => { for (let s = this.schema; s < schema; s++) k = halve(k); this.add(this.negative, k, c) })
+  }
+
+  /**
+   * `mergeSnapshot` of each, the same result, in one pass when it can: when every source has
+   * this histogram's zero threshold and their buckets, at the coarsest schema among them, fit
+   * maxBuckets, each side's window is placed once over all their keys and the counts are added
+   * straight in (a scrape does this for every series of every process).
+   */
+  mergeSnapshots (from: readonly NativeSnapshot[]): void {
+    let schema = this.schema
+    const zt = this.zeroThreshold
+    let plain = this.widenTo === 0
+    for (const f of from) {
+      if (f[1] !== zt) plain = false
+      if ((f[2] !== 0 || f.length > POS + 1) && f[0] < schema) schema = f[0]
+    }
+    if (plain) {
+      while (this.schema > schema) this.reduce()
+      // Each side's lowest and highest key over this histogram and every source, at `schema`.
+      let plo = this.positive.span === 0 ? EMPTY_LO : this.positive.lo
+      let phi = this.positive.span === 0 ? EMPTY_HI : this.positive.hi
+      let nlo = this.negative.span === 0 ? EMPTY_LO : this.negative.lo
+      let nhi = this.negative.span === 0 ? EMPTY_HI : this.negative.hi
+      for (const f of from) {
+        const neg = negAt(f)
+        const shift = f[0] - schema
+        if (neg > POS) {
+          let first = f[3]
+          let last = endKey(f, POS, neg, first) - 1
+          for (let s = 0; s < shift; s++) { first = halve(first); last = halve(last) }
+          if (first < plo) plo = first
+          if (last > phi) phi = last
+        }
+        if (f.length > neg + 1) {
+          let first = f[neg]
+          let last = endKey(f, neg + 1, f.length, first) - 1
+          for (let s = 0; s < shift; s++) { first = halve(first); last = halve(last) }
+          if (first < nlo) nlo = first
+          if (last > nhi) nhi = last
+        }
+      }
+      const span = (phi >= plo ? phi - plo + 1 : 0) + (nhi >= nlo ? nhi - nlo + 1 : 0)
+      if (span <= this.config.maxBuckets) {
+        this.place(this.positive, plo, phi)
+        this.place(this.negative, nlo, nhi)
+        const pos = this.positive
+        const negative = this.negative
+        for (const f of from) {
+          const neg = negAt(f)
+          const shift = f[0] - schema
+          this.zeroCount += f[2]
+          eachCount(f, POS, neg, f[3], (k, c) => { for (let s = 0; s < shift; s++) k = halve(k); pos.counts[k - pos.offset] += c })
+          eachCount(f, neg + 1, f.length, f[neg], (k, c) => { for (let s = 0; s < shift; s++) k = halve(k); negative.counts[k - negative.offset] += c })
+        }
+        return
       }
     }
+    for (const f of from) this.mergeSnapshot(f)
+  }
+
+  /** Makes `side`'s window cover the keys lo..hi and takes them as its populated range (nothing when hi < lo). */
+  private place (side: Side, lo: number, hi: number): void {
+    if (hi < lo) return
+    if (lo < side.offset || hi >= side.offset + side.counts.length) side.rebuild(lo, hi, hi - lo + 1, same)
+    side.lo = lo
+    side.hi = hi
   }
 
   /**
@@ -381,13 +487,19 @@ export class NativeBuckets {
    * schema is never finer than now, since a series only ever reduces its resolution).
    */
   snapshot (base?: NativeSnapshot): NativeSnapshot {
-    const out: NativeSnapshot = [this.schema, this.zeroThreshold, this.zeroCount, ...dense(this.positive), ...dense(this.negative)]
-    if (base === undefined) return out
-    const [bSchema, , bZero, bPosOffset, bPos, bNegOffset, bNeg] = base
-    out[2] -= bZero
-    const shift = bSchema - this.schema
-    subtract(out, 3, bPosOffset, bPos, shift)
-    subtract(out, 5, bNegOffset, bNeg, shift)
+    const out: number[] = [this.schema, this.zeroThreshold, this.zeroCount]
+    if (base === undefined) {
+      appendLiveSide(out, this.positive, true)
+      appendLiveSide(out, this.negative, false)
+      return out
+    }
+    const now = this.snapshot()
+    const neg = negAt(now)
+    const bNeg = negAt(base)
+    const shift = base[0] - this.schema
+    out[2] -= base[2]
+    appendDifference(out, now, POS, neg, now[3], base, POS, bNeg, base[3], shift, true)
+    appendDifference(out, now, neg + 1, now.length, now[neg], base, bNeg + 1, base.length, base[bNeg], shift, false)
     return out
   }
 

@@ -234,11 +234,22 @@ function span (m: Map<number, number>): number {
   return m.size === 0 ? 0 : Math.max(...m.keys()) - Math.min(...m.keys()) + 1
 }
 
-/** A snapshot side as a map of key to count. */
+/** A side's counts (-k: k empty buckets) as a map of key to count. */
 function sideMap (offset: number, counts: number[]): Map<number, number> {
   const m = new Map<number, number>()
-  counts.forEach((c, i) => { if (c !== 0) m.set(offset + i, c) })
+  let key = offset
+  for (const c of counts) {
+    if (c < 0) { key -= c; continue }
+    if (c !== 0) m.set(key, c)
+    key++
+  }
   return m
+}
+
+/** A flat snapshot as [schema, zeroThreshold, zeroCount, positive, negative]. */
+function unpack (snap: number[]): [number, number, number, Map<number, number>, Map<number, number>] {
+  const n = snap[4]
+  return [snap[0], snap[1], snap[2], sideMap(snap[3], snap.slice(5, 5 + n)), sideMap(snap[5 + n], snap.slice(6 + n))]
 }
 
 t.test('snapshots of several processes merge, in any order, to one histogram: schemas and zero thresholds reconciled, every count by the definition', async (t) => {
@@ -288,14 +299,16 @@ t.test('snapshots of several processes merge, in any order, to one histogram: sc
       if (order === 2) list.sort(() => random() - 0.5)
       const merged = new NativeBuckets(config({ maxBuckets: 80 }))
       merged.reconcileZero(list.map((s) => s.config.zeroThreshold))
-      for (const s of list) merged.mergeSnapshot(s.buckets.snapshot())
-      const [mSchema, mZt, mZero, po, p, no, ne] = merged.snapshot()
+      // One by one, or all at once (the one-pass merge a scrape uses when it can).
+      if (order === 2) merged.mergeSnapshots(list.map((s) => s.buckets.snapshot()))
+      else for (const s of list) merged.mergeSnapshot(s.buckets.snapshot())
+      const [mSchema, mZt, mZero, pos, neg] = unpack(merged.snapshot())
       if (order === 0) {
         t.equal(mSchema, schema, `round ${round}: schema ${schema}`)
         t.equal(mZt, zt, `round ${round}: zero threshold ${zt}`)
         t.equal(mZero, expected[0], `round ${round}: zero bucket`)
-        t.same(Object.fromEntries(sideMap(po, p)), Object.fromEntries(expected[1]), `round ${round}: positive buckets`)
-        t.same(Object.fromEntries(sideMap(no, ne)), Object.fromEntries(expected[2]), `round ${round}: negative buckets`)
+        t.same(Object.fromEntries(pos), Object.fromEntries(expected[1]), `round ${round}: positive buckets`)
+        t.same(Object.fromEntries(neg), Object.fromEntries(expected[2]), `round ${round}: negative buckets`)
       }
       snapshots.push(JSON.stringify(merged.snapshot()))
     }
@@ -314,12 +327,17 @@ t.test('a snapshot less an earlier one of the same series: exactly the observati
   t.ok(live.schema < base[0], `schema ${base[0]} -> ${live.schema}`)
   const diff = live.snapshot(base)
   const [zero, pos] = referenceBuckets(later, live.schema, 2 ** -128)
-  t.equal(diff[0], live.schema)
-  t.equal(diff[2], zero)
-  t.same(Object.fromEntries(sideMap(diff[3], diff[4])), Object.fromEntries(pos))
+  const [dSchema, , dZero, dPos] = unpack(diff)
+  t.equal(dSchema, live.schema)
+  t.equal(dZero, zero)
+  t.same(Object.fromEntries(dPos), Object.fromEntries(pos))
   const sum = new NativeBuckets(config({ maxBuckets: 1000, schema: 8 }))
   sum.mergeSnapshot(base)
   sum.mergeSnapshot(diff)
   t.same(sum.snapshot(), live.snapshot(), 'the earlier snapshot and the difference add up to the whole')
-  t.same(live.snapshot(live.snapshot()), [live.schema, 2 ** -128, 0, 0, [], 0, []], 'nothing since: empty')
+  t.same(live.snapshot(live.snapshot()), [live.schema, 2 ** -128, 0, 0, 0, 0], 'nothing since: empty')
+  const spread = new NativeBuckets(config())
+  for (const v of [-8, -0.5, 0, 1, 1, 2 ** 0.125 * 1.01, 4]) spread.observe(v)
+  // 1, 1 at key 0; 2^(1/8) * 1.01 at key 2; 4 at key 16; -0.5 at key -8, -8 at key 24 (negative side); 0 in the zero bucket.
+  t.same(spread.snapshot(), [3, 2 ** -128, 1, 0, 5, 2, 0, 1, -13, 1, -8, 1, -31, 1], 'the file form: offsets, empty buckets (one: 0, a run of k: -k), the positive count')
 })
