@@ -192,6 +192,18 @@ t.test('native buckets merged exactly across processes, the archive and a hand-o
   let h = await scrapeNative(a.port)
   check(h, 'three processes', [...aAll, ...bAll], cValues, [3, sA, sB])
   t.same(exemplarsOf(h), { 0: aTraced[1][1], 9: aTraced[2][1], 4: bTraced[0][1], 13: bTraced[1][1] }, 'exemplars: the latest of each classic bucket, from every running process')
+  const om = await new Promise<string>((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port: a.port, path: '/metrics', agent: false, headers: { accept: 'application/openmetrics-text; version=1.0.0' } }, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (c: string) => { body += c })
+      res.on('end', () => resolve(body))
+    }).on('error', reject)
+  })
+  const omExemplars = om.split('\n').filter((l) => l.startsWith('http_request_duration_seconds_bucket{') && l.includes('route="/native"') && l.includes(' # {'))
+    .map((l) => { const m = /le="([^"]+)"\} \d+ # \{trace_id="(\w+)",span_id="(\w+)"\} (\S+) /.exec(l); return m === null ? l : `${m[1]} ${m[2]} ${m[3]} ${m[4]}` })
+  const line = ([v, trace, span]: [number, string, string], le: string): string => `${le} ${trace} ${span} ${v}`
+  t.same(omExemplars, [line(aTraced[1], '0.001'), line(bTraced[0], '0.025'), line(aTraced[2], '0.5'), line(bTraced[1], '5.0')], 'the same exemplars in OpenMetrics, with their values')
   const classicOnly = await scrapeNative(c.port)
   t.equal(classicOnly.schema, undefined, 'a process without native histograms serves classic buckets only')
   t.same(classicOnly.bucket.map((x: any) => x.cumulativeCount), h.bucket.map((x: any) => x.cumulativeCount), 'the same classic counts')
