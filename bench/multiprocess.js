@@ -149,6 +149,37 @@ async function scrapeTime (dir, spread, format = 'prometheus') {
 }
 
 /**
+ * Two sets of 8 stores (`a` and `b`), scraped alternately (a, b, a, b...), so that both meet the
+ * same moments of the machine and of the garbage collector: { classicText, nativeProtobuf }.
+ */
+async function scrapeSideBySide (dirA, spreadA, formatA, dirB, spreadB, formatB) {
+  const sets = [[dirA, spreadA, formatA], [dirB, spreadB, formatB]].map(([dir, spread, format]) => {
+    const stores = []
+    for (let w = 0; w < WORKERS; w++) stores.push(workerStore(dir, w, spread))
+    return { dir, format, stores, times: [], bytes: 0 }
+  })
+  for (const set of sets) for (const s of set.stores) await s.flush(false)
+  for (let i = 0; i < 2 * SCRAPES; i++) {
+    for (const set of sets) {
+      const t0 = process.hrtime.bigint()
+      const body = await set.stores[i % WORKERS].renderBuffer(set.format)
+      set.times.push(Number(process.hrtime.bigint() - t0) / 1e6)
+      set.bytes = body.length
+    }
+  }
+  const out = sets.map((set) => ({
+    format: set.format,
+    fileBytesPerWorker: Math.round(median(readdirSync(set.dir).filter((n) => n.startsWith('fnm-')).map((n) => statSync(join(set.dir, n)).size))),
+    exposedBytes: set.bytes,
+    medianMs: round3(median(set.times)),
+    minMs: round3(Math.min(...set.times)),
+    maxMs: round3(Math.max(...set.times))
+  }))
+  for (const set of sets) for (const s of set.stores) await s.release()
+  return { classicText: out[0], nativeProtobuf: out[1] }
+}
+
+/**
  * The extra work of multiprocess mode, measured directly: a request does exactly the same work in
  * both modes (the families are the same objects), and the only addition is the timer's flush of
  * the snapshot file, once per interval. CPU per flush (this thread and libuv's, from
@@ -192,8 +223,7 @@ async function main () {
       const spreadNative = { native: true, observations: 10 }
       native = {
         observationsPerSeries: 10,
-        classicText: await scrapeTime(dirN[0], spreadClassic, 'prometheus'),
-        nativeProtobuf: await scrapeTime(dirN[1], spreadNative, 'protobuf'),
+        ...await scrapeSideBySide(dirN[0], spreadClassic, 'prometheus', dirN[1], spreadNative, 'protobuf'),
         flushClassic: await flushCost(mkdtempSync(join(dirN[2], 'c-')), spreadClassic),
         flushNative: await flushCost(mkdtempSync(join(dirN[2], 'n-')), spreadNative)
       }

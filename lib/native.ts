@@ -221,10 +221,13 @@ function appendDifference (out: number[], snap: readonly number[], from: number,
 const EMPTY_LO = 0x7fffffff
 const EMPTY_HI = -0x7fffffff
 
+/** The window of a side that has never had one (never written: its length is 0). */
+const NO_COUNTS = new Float64Array(0)
+
 /** One side (positive or negative) of a native histogram: counts of keys [offset, offset + counts.length). */
 class Side {
   offset = 0
-  counts: Float64Array = new Float64Array(0)
+  counts: Float64Array = NO_COUNTS
   /** Lowest and highest key observed; EMPTY_LO and EMPTY_HI while empty. */
   lo = EMPTY_LO
   hi = EMPTY_HI
