@@ -175,7 +175,7 @@ function endKey (snap: readonly number[], from: number, to: number, offset: numb
   return key
 }
 
-/** Appends a side, dense counts `dense[start..end)` for keys `from + (i - start)...`: its offset, then its counts with zero runs. Returns how many counts. */
+/** Appends a side from dense counts (`dense[i]` for key `from + i`, `i` in `start..end`): its offset, with `withLength` how many numbers follow, then its counts with empty runs as `-k`. */
 function appendSide (out: number[], dense: ArrayLike<number>, from: number, start: number, end: number, withLength: boolean): void {
   while (start < end && dense[start] === 0) start++
   while (end > start && dense[end - 1] === 0) end--
