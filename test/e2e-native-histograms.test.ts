@@ -17,7 +17,6 @@ import t from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, rmSync } from 'node:fs'
-import http from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import netboxMetrics from '../lib/index'
@@ -41,16 +40,6 @@ const spanId = (i: number): string => `${(0x10000000 + i).toString(16)}99998888`
 function exactQuantile (values: number[], q: number): number {
   const sorted = [...values].sort((a, b) => a - b)
   return sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)]
-}
-
-function request (port: number, path: string, traceparent?: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path, agent: false, headers: traceparent === undefined ? {} : { traceparent } }, (res) => {
-      res.resume()
-      res.on('end', () => resolve(res.statusCode ?? 0))
-    })
-    req.on('error', reject)
-  })
 }
 
 t.test('a real Prometheus reads native histograms and exemplars over protobuf', { skip, timeout: 180000 }, async (t) => {
@@ -111,7 +100,7 @@ t.test('a real Prometheus reads native histograms and exemplars over protobuf', 
   // Durations from 1 ms to 40 ms, log-uniform (a seeded sequence: the sleep for request i).
   const sleeps = Array.from({ length: REQUESTS }, (_, i) => Math.round(40 ** (((i * 0.6180339887) % 1))))
   for (let i = 0; i < REQUESTS; i += 8) {
-    await Promise.all(sleeps.slice(i, i + 8).flatMap((ms) => [request(nativePort, `/work/${ms}`), request(classicPort, `/work/${ms}`)]))
+    await Promise.all(sleeps.slice(i, i + 8).flatMap((ms) => [get(`http://127.0.0.1:${nativePort}/work/${ms}`), get(`http://127.0.0.1:${classicPort}/work/${ms}`)]))
   }
   // Then traced requests, one at a time, each given two scrapes. Prometheus 2.42 takes one
   // exemplar per series and scrape, the first bucket's that has one, and each bucket keeps its
@@ -120,8 +109,8 @@ t.test('a real Prometheus reads native histograms and exemplars over protobuf', 
   // come back.
   const traced: string[] = []
   for (let i = 0; i < TRACED_LAST; i++) {
-    await request(nativePort, `/work/${[300, 60, 0][i]}`, `00-${traceId(i)}-${spanId(i)}-01`)
-    await request(classicPort, `/work/${[300, 60, 0][i]}`)
+    await get(`http://127.0.0.1:${nativePort}/work/${[300, 60, 0][i]}`, 5000, { traceparent: `00-${traceId(i)}-${spanId(i)}-01` })
+    await get(`http://127.0.0.1:${classicPort}/work/${[300, 60, 0][i]}`)
     traced.push(traceId(i))
     await sleep(2200)
   }

@@ -23,7 +23,7 @@ import { execFileSync, spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { duplicateSeries, sleep, startFixture, type Started } from './helpers/multiprocess'
+import { duplicateSeries, rpc, sleep, startFixture, type Started } from './helpers/multiprocess'
 import { hasPromtool, promtoolCheck, samples } from './helpers/scrape'
 import { continues, decodeDelimited, nativeOf, PROMETHEUS_PROTOBUF_ACCEPT, type NativeState } from './helpers/protobuf'
 
@@ -48,20 +48,6 @@ function random (seed: number): () => number {
 
 /** The served count of one series, and what SIGKILLs lost of it: exactly `lo` once pinned, at most `hi`. */
 interface Model { served: number, lo: number, hi: number, settled: number }
-
-let rpcId = 0
-async function rpc (w: Started, cmd: Record<string, unknown>): Promise<Record<string, any>> {
-  const id = ++rpcId
-  return await new Promise((resolve, reject) => {
-    const onMessage = (m: { id?: number }): void => {
-      if (m.id !== id) return
-      w.child.off('message', onMessage)
-      resolve(m as Record<string, any>)
-    }
-    w.child.on('message', onMessage)
-    w.child.send({ ...cmd, id }, (err) => { if (err !== null) reject(err) })
-  })
-}
 
 t.test(`chaos: ${WORKERS} workers x 2 apps, restarts, SIGKILLs, a full disk (seed ${SEED})`, async (t) => {
   t.comment(`seed ${SEED}; replay with CHAOS_SEED=${SEED}`)

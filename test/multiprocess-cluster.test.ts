@@ -5,25 +5,11 @@
  * counter monotonic and loses at most what it recorded since its last flush.
  */
 import t from 'tap'
-import { decreases, dirFiles, get, load, monotonicSamples, processFiles, requestsTotal, sleep, startFixture, tempDir, type Started } from './helpers/multiprocess'
+import { decreases, dirFiles, get, load, monotonicSamples, processFiles, requestsTotal, rpc, sleep, startFixture, tempDir } from './helpers/multiprocess'
 import { samples } from './helpers/scrape'
 
 const WORKERS = 4
 const FLUSH_MS = 200
-
-let rpcId = 0
-async function rpc (primary: Started, cmd: Record<string, unknown>): Promise<Record<string, any>> {
-  const id = ++rpcId
-  return await new Promise((resolve) => {
-    const onMessage = (m: { id?: number }): void => {
-      if (m.id !== id) return
-      primary.child.off('message', onMessage)
-      resolve(m as Record<string, any>)
-    }
-    primary.child.on('message', onMessage)
-    primary.child.send({ ...cmd, id })
-  })
-}
 
 /** Scrapes through the shared port until every worker has answered once; bodies by pid. */
 async function scrapeEveryWorker (port: number, pids: number[]): Promise<Map<number, string>> {

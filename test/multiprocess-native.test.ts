@@ -25,7 +25,7 @@ import http from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DEFAULT_LATENCY_BUCKETS } from '../lib/metrics'
-import { get, load, processFiles, sleep, startFixture, tempDir, type Started } from './helpers/multiprocess'
+import { get, load, processFiles, rpc, sleep, startFixture, tempDir, type Started } from './helpers/multiprocess'
 import { continues, decodeDelimited, nativeOf, PROMETHEUS_PROTOBUF_ACCEPT, type NativeState as Expected } from './helpers/protobuf'
 import { Proc } from './helpers/proc'
 import { prometheusApi, startPrometheus } from './helpers/prometheus'
@@ -86,21 +86,6 @@ function ownSchema (values: number[], schema: number, maxBuckets: number): numbe
     if (Math.max(...keys) - Math.min(...keys) + 1 <= maxBuckets) break
   }
   return schema
-}
-
-let rpcId = 0
-async function rpc (p: Started, cmd: Record<string, unknown>): Promise<Record<string, any>> {
-  const id = ++rpcId
-  return await new Promise((resolve, reject) => {
-    const onMessage = (m: { id?: number, error?: string }): void => {
-      if (m.id !== id) return
-      p.child.off('message', onMessage)
-      if (m.error !== undefined) reject(new Error(m.error))
-      else resolve(m as Record<string, any>)
-    }
-    p.child.on('message', onMessage)
-    p.child.send({ ...cmd, id })
-  })
 }
 
 /** GET /metrics over protobuf; the decoded `Histogram` of the test's series. */
@@ -192,14 +177,7 @@ t.test('native buckets merged exactly across processes, the archive and a hand-o
   let h = await scrapeNative(a.port)
   check(h, 'three processes', [...aAll, ...bAll], cValues, [3, sA, sB])
   t.same(exemplarsOf(h), { 0: aTraced[1][1], 9: aTraced[2][1], 4: bTraced[0][1], 13: bTraced[1][1] }, 'exemplars: the latest of each classic bucket, from every running process')
-  const om = await new Promise<string>((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port: a.port, path: '/metrics', agent: false, headers: { accept: 'application/openmetrics-text; version=1.0.0' } }, (res) => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (c: string) => { body += c })
-      res.on('end', () => resolve(body))
-    }).on('error', reject)
-  })
+  const om = (await getUrl(`http://127.0.0.1:${a.port}/metrics`, 5000, { accept: 'application/openmetrics-text; version=1.0.0' })).body
   const omExemplars = om.split('\n').filter((l) => l.startsWith('http_request_duration_seconds_bucket{') && l.includes('route="/native"') && l.includes(' # {'))
     .map((l) => { const m = /le="([^"]+)"\} \d+ # \{trace_id="(\w+)",span_id="(\w+)"\} (\S+) /.exec(l); return m === null ? l : `${m[1]} ${m[2]} ${m[3]} ${m[4]}` })
   const line = ([v, trace, span]: [number, string, string], le: string): string => `${le} ${trace} ${span} ${v}`
@@ -255,16 +233,6 @@ const noPrometheus = existsSync(PROMETHEUS) && spawnSync(PROMETHEUS, ['--version
   ? false
   : `${PROMETHEUS} is not installed (Debian: apt-get install prometheus); .ci/run installs it`
 
-function traced (port: number, path: string, traceparent: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path, agent: false, headers: { traceparent } }, (res) => {
-      res.resume()
-      res.on('end', () => resolve(res.statusCode ?? 0))
-    })
-    req.on('error', reject)
-  })
-}
-
 t.test('a real Prometheus scrapes a node:cluster of workers over protobuf: one native histogram for all of them', { skip: noPrometheus, timeout: 180000 }, async (t) => {
   const dir = tempDir(t)
   const tmp = mkdtempSync(join(tmpdir(), 'fnm-e2e-mp-native-'))
@@ -297,15 +265,9 @@ t.test('a real Prometheus scrapes a node:cluster of workers over protobuf: one n
   t.equal(value(r), 600, 'histogram_count is the 600 requests sent, whichever worker served them and the scrape')
 
   // A worker is SIGKILLed (after its snapshot of every request it served) and replaced.
-  const pids = (await new Promise<number[]>((resolve) => {
-    primary.child.once('message', (m: any) => resolve(m.pids))
-    primary.child.send({ cmd: 'pids', id: 1 })
-  }))
+  const { pids } = await rpc(primary, { cmd: 'pids' })
   await sleep(3 * FLUSH_MS)
-  await new Promise<void>((resolve) => {
-    primary.child.once('message', () => resolve())
-    primary.child.send({ cmd: 'kill', pid: pids[0], id: 2 })
-  })
+  await rpc(primary, { cmd: 'kill', pid: pids[0] })
   await load(primary.port, '/hello', 300)
   r = await promWait(`histogram_count(${selector})`, (x) => value(x) === 900)
   t.equal(value(r), 900, 'and 900 after 300 more, across a SIGKILLed worker and its replacement')
@@ -322,7 +284,7 @@ t.test('a real Prometheus scrapes a node:cluster of workers over protobuf: one n
   for (let i = 0; i < 3; i++) {
     const id = `${(0xc0ffee00 + i).toString(16)}111122223333444455556666`
     ids.push(id)
-    await traced(primary.port, `/work/${[300, 60, 0][i]}`, `00-${id}-${'7'.repeat(15)}${i}-01`)
+    await getUrl(`http://127.0.0.1:${primary.port}/work/${[300, 60, 0][i]}`, 5000, { traceparent: `00-${id}-${'7'.repeat(15)}${i}-01` })
     await sleep(2200)
   }
   const now = Date.now() / 1000

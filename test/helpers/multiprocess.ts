@@ -42,6 +42,25 @@ export async function startFixture (file: string, env: Record<string, string>): 
   return { child, pid: ready.pid, port: ready.port, exited }
 }
 
+let rpcId = 0
+/**
+ * Sends `cmd` to a fixture over IPC and resolves with its answer, the message carrying the same
+ * `id`; rejects when the message cannot be sent or the answer carries an `error`.
+ */
+export async function rpc (p: Started, cmd: Record<string, unknown>): Promise<Record<string, any>> {
+  const id = ++rpcId
+  return await new Promise((resolve, reject) => {
+    const onMessage = (m: { id?: number, error?: unknown }): void => {
+      if (m.id !== id) return
+      p.child.off('message', onMessage)
+      if (typeof m.error === 'string') reject(new Error(m.error))
+      else resolve(m as Record<string, any>)
+    }
+    p.child.on('message', onMessage)
+    p.child.send({ ...cmd, id }, (err) => { if (err !== null) reject(err) })
+  })
+}
+
 /** One GET on a new connection (so node:cluster hands it to the next worker). */
 export async function get (port: number, path: string): Promise<{ status: number, body: string, pid: number }> {
   return await new Promise((resolve, reject) => {

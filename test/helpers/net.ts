@@ -15,10 +15,10 @@ export function freePort (): Promise<number> {
   })
 }
 
-/** GET a URL without keep-alive; resolves with the status and the body. */
-export function get (url: string, timeoutMs = 5000): Promise<{ status: number, body: string }> {
+/** GET a URL without keep-alive (with `headers`, if any); resolves with the status and the body. */
+export function get (url: string, timeoutMs = 5000, headers: http.OutgoingHttpHeaders = {}): Promise<{ status: number, body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent: false }, (res) => {
+    const req = http.get(url, { agent: false, headers }, (res) => {
       let body = ''
       res.setEncoding('utf8')
       res.on('data', (c: string) => { body += c })
