@@ -342,11 +342,6 @@ export class NativeBuckets {
     if (this.widenTo > 0) this.widenZero()
   }
 
-  /** Adds another series' native buckets (any schema: the finer one is reduced to the coarser first). */
-  merge (from: NativeBuckets): void {
-    this.mergeSnapshot(from.snapshot())
-  }
-
   /**
    * Adds native buckets as a snapshot carries them (another process's, or the archive's). The
    * finer schema is reduced to the coarser, the zero bucket widened to the wider threshold (as
