@@ -111,8 +111,8 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
 
   installHttpHooks(fastify, { metrics, exclude: options.exclude, onInternalError })
 
-  // ORM and database families (hooks/orm.ts), for each MikroORM instance given.
-  const detachOrms = options.orm.map((instance) => orm.attachOrm(instance, metrics, onInternalError, options.migrationsTtl))
+  // ORM and database families (hooks/orm/), for each MikroORM instance given.
+  const detachOrms = options.orm.map((instance) => orm.attachOrm(instance, metrics, onInternalError, options.migrationsTtl, (message) => fastify.log.warn(message)))
   if (detachOrms.length > 0) fastify.addHook('onClose', async function netboxMetricsDetachOrm () { for (const detach of detachOrms) detach() })
 
   // The endpoint: a route of the app, or its own listener (lib/listener.ts), behind access control (lib/access.ts).
