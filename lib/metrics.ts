@@ -3,7 +3,7 @@
  * source of truth for the code, the docs' metric table and the operator's kit, and
  * `MetricSet` creates families from it into a prom-client Registry.
  *
- * Where a family is observed: HTTP in `hooks/http.ts`, ORM and database in `hooks/orm.ts`,
+ * Where a family is observed: HTTP in `hooks/http.ts`, ORM and database in `hooks/orm/`,
  * caches in `hooks/cache.ts`, metadata in `lib/metadata.ts`. Where it is exposed: `lib/exposition.ts`.
  */
 import type { Registry } from 'prom-client'
@@ -54,13 +54,13 @@ export const CATALOGUE = Object.freeze({
   fastifyInfo: spec({ group: 'metadata', name: 'fastify_info', type: 'gauge', labelNames: ['fastify_version', 'node_version', 'plugin_version'], help: 'Always 1; the versions of Fastify, Node.js and fastify-netbox-metrics.' }),
   migrationsApplied: spec({ group: 'metadata', name: 'db_migrations_applied', type: 'gauge', labelNames: ['context'], help: 'Migrations the MikroORM Migrator has executed; computed at scrape time (cached), never at start-up.' }),
   migrationsPending: spec({ group: 'metadata', name: 'db_migrations_pending', type: 'gauge', labelNames: ['context'], help: 'Migrations the MikroORM Migrator has not executed yet; computed at scrape time (cached), never at start-up.' }),
-  // ORM (observed in hooks/orm.ts)
+  // ORM (observed in hooks/orm/)
   ormInserts: spec({ group: 'orm', name: 'orm_entity_inserts_total', type: 'counter', labelNames: ['context', 'entity'], help: 'Rows inserted per entity: flushes (once per entity), em.insert/insertMany and QueryBuilder inserts (rows affected); committed work only.' }),
   ormUpdates: spec({ group: 'orm', name: 'orm_entity_updates_total', type: 'counter', labelNames: ['context', 'entity'], help: 'Rows updated per entity: flushes (once per entity), nativeUpdate and QueryBuilder updates (rows affected); committed work only.' }),
   ormDeletes: spec({ group: 'orm', name: 'orm_entity_deletes_total', type: 'counter', labelNames: ['context', 'entity'], help: 'Rows deleted per entity: flushes (orphan and cascade removals included), nativeDelete and QueryBuilder deletes (rows affected); committed work only.' }),
   ormUpserts: spec({ group: 'orm', name: 'orm_entity_upserts_total', type: 'counter', labelNames: ['context', 'entity'], help: 'Entities upserted with em.upsert/upsertMany, once per entity; committed work only.' }),
   ormInfo: spec({ group: 'metadata', name: 'orm_info', type: 'gauge', labelNames: ['context', 'vendor', 'mikro_orm_version'], help: 'Always 1: the MikroORM instances instrumented, their database platform and MikroORM version.' }),
-  // Database (observed in hooks/orm.ts)
+  // Database (observed in hooks/orm/)
   dbNewConnections: spec({ group: 'db', name: 'db_new_connections_total', type: 'counter', labelNames: ['context', 'vendor'], help: 'Physical database connections opened by the pool.' }),
   dbNewConnectionErrors: spec({ group: 'db', name: 'db_new_connection_errors_total', type: 'counter', labelNames: ['context', 'vendor'], help: 'Attempts to open a physical database connection that failed.' }),
   dbExecute: spec({ group: 'db', name: 'db_execute_total', type: 'counter', labelNames: ['context', 'vendor'], help: 'SQL statements MikroORM sent (queries, DML, DDL; transaction control statements are not counted).' }),
