@@ -54,15 +54,17 @@ export function observeConnection (conn: Any, observer: ConnectionObserver): boo
   }
   const original = (name: string): Any => own[name] ?? base[name]
 
-  target('execute', function metricsExecute (this: Any, ...args: unknown[]) {
-    // (query, params, method, ctx, loggerContext) in 6 and 7; every argument is passed on as given.
+  target('execute', function metricsExecute (this: Any) {
+    // (query, params, method, ctx, loggerContext) in 6 and 7; the arguments are passed on as given.
     const start = monotonicMs()
+    const query: unknown = arguments[0]
+    const ctx: unknown = arguments[3]
     const self = this
-    return original('execute').apply(this, args).then(function onResult (res: unknown) {
-      observer.statement(self, args[0], args[3], start, res, undefined)
+    return original('execute').apply(this, arguments).then(function onResult (res: unknown) {
+      observer.statement(self, query, ctx, start, res, undefined)
       return res
     }, function onError (err: unknown) {
-      observer.statement(self, args[0], args[3], start, undefined, err)
+      observer.statement(self, query, ctx, start, undefined, err)
       throw err
     })
   })

@@ -44,15 +44,25 @@ export function keywordStart (sql: string): number {
   return i
 }
 
+/** True when `sql` has the (lower-case ASCII) `word` at `i`, in any case; no string is built. */
+function wordAt (sql: string, i: number, word: string): boolean {
+  if (sql.length < i + word.length) return false
+  for (let k = 0; k < word.length; k++) {
+    if ((sql.charCodeAt(i + k) | 0x20) !== word.charCodeAt(k)) return false
+  }
+  return true
+}
+
 /** The `operation` index of a statement, from its first keyword (at `i`, see `keywordStart`). */
 export function classify (sql: string, i: number): number {
-  const w = sql.slice(i, i + 6).toLowerCase()
-  if (w === 'select') return OP_SELECT
-  if (w === 'insert') return OP_INSERT
-  if (w === 'update') return OP_UPDATE
-  if (w === 'delete') return OP_DELETE
-  if (w.startsWith('with')) return OP_SELECT
-  return OP_OTHER
+  switch (sql.charCodeAt(i) | 0x20) {
+    case 115: return wordAt(sql, i, 'select') ? OP_SELECT : OP_OTHER // s
+    case 105: return wordAt(sql, i, 'insert') ? OP_INSERT : OP_OTHER // i
+    case 117: return wordAt(sql, i, 'update') ? OP_UPDATE : OP_OTHER // u
+    case 100: return wordAt(sql, i, 'delete') ? OP_DELETE : OP_OTHER // d
+    case 119: return wordAt(sql, i, 'with') ? OP_SELECT : OP_OTHER // w
+    default: return OP_OTHER
+  }
 }
 
 const WRITE_TABLE = /^[\s(]*(?:insert\s+(?:ignore\s+)?into|update|delete\s+from)\s+((?:[`"[]?[^\s`"\].]+[`"\]]?\.)?[`"[]?([^\s`"\].(]+)[`"\]]?)/i
