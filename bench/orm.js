@@ -1,5 +1,5 @@
 'use strict'
-// Overhead of the ORM instrumentation (hooks/orm.ts), instrumented vs bare, same database.
+// Overhead of the ORM instrumentation (hooks/orm/), instrumented vs bare, same database.
 //
 //   npm run build && node bench/orm.js [--rounds 9] [--n 10000]
 //   BENCH_ORM=7 /path/to/node24 bench/orm.js      (MikroORM 7 from test/fixtures/orm7)

@@ -213,13 +213,14 @@ export function defectSuite (t: T, lib: Any): void {
     const { app, scrape } = await appFor(orm)
     t.teardown(() => app.close())
     await orm.em.fork().execute('select 1')
+    await scrape() // the first scrape runs the Migrator's queries (MikroORM 7), later ones reuse them
     if (major === 7 && minor < 2) return
     // Each scrape collects every family concurrently, then renders: another scrape's pool collector
     // must not leave the families cleared while it awaits the pools.
     let missing = 0
     for (let round = 0; round < 20; round++) {
       const bodies = await Promise.all([0, 1, 2, 3, 4, 5, 6, 7].map(async () => await scrape()))
-      for (const b of bodies) if (sample(b, 'db_pool_max_connections', db6) !== 3 || sample(b, 'db_pool_connections', { ...db6, state: 'pending' }) !== 0) missing++
+      for (const b of bodies) if (sample(b, 'db_pool_max_connections', db6) !== 3 || sample(b, 'db_pool_connections', { ...db6, state: 'idle' }) === undefined) missing++
     }
     t.equal(missing, 0, 'pool gauges in all 160 scrapes')
   })
