@@ -16,7 +16,7 @@ const WARMUP = opt('warmup', 3000)
 const major = process.env.BENCH_ORM === '7' ? 7 : 6
 
 async function child () {
-  const dist = path.join(__dirname, '..', 'dist')
+  const dist = process.env.BENCH_DIST || path.join(__dirname, '..', 'dist')
   const lib = require(major === 7 ? path.join(__dirname, '..', 'test', 'fixtures', 'orm7', 'node_modules', '@mikro-orm', 'postgresql') : '@mikro-orm/postgresql')
   const orm = await lib.MikroORM.init({ clientUrl: process.env.DB_URL, entities: [], discovery: { warnWhenNoEntities: false }, debug: false, allowGlobalContext: true, pool: { min: 1, max: 1 } })
   let app

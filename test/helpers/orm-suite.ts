@@ -95,6 +95,14 @@ export function writeSuite (t: T, lib: Any): void {
   let E: ReturnType<typeof entities>
   const { ins, upd, del, ups } = entityWrites
   const db6 = { context: 'default', vendor: 'postgresql' }
+  // MikroORM 7.0 and 7.1 offer no way to reach the pool: its families are left out (docs/orm.md).
+  const [libMajor, libMinor] = String(lib.__version ?? '').split('.').map(Number)
+  const poolsServed = !(libMajor === 7 && libMinor < 2)
+  const noPoolSeries = (t: T, b: string): void => {
+    t.notMatch(b, /^db_pool_connections\{/m, 'pool gauges left out')
+    t.notMatch(b, /^db_pool_max_connections\{/m)
+    t.notMatch(b, /^db_new_connections_total\{/m)
+  }
 
   t.before(async () => {
     db = await startDatabase()
@@ -375,6 +383,7 @@ export function writeSuite (t: T, lib: Any): void {
     const rep = { context: 'rep', vendor: 'postgresql' }
     t.equal(sample(b, 'db_execute_total', rep), 3)
     t.equal(sample(b, 'db_query_duration_seconds_count', { ...rep, operation: 'select' }), 3)
+    if (!poolsServed) return noPoolSeries(t, b)
     t.equal(sample(b, 'db_pool_max_connections', rep), 4, 'write pool and replica pool, 2 each')
     const open = (sample(b, 'db_pool_connections', { ...rep, state: 'idle' }) ?? 0) + (sample(b, 'db_pool_connections', { ...rep, state: 'used' }) ?? 0)
     t.ok(open >= 2, 'connections on both pools')
@@ -391,6 +400,7 @@ export function writeSuite (t: T, lib: Any): void {
     await new Promise((resolve) => setTimeout(resolve, 150))
     const b = await scrape()
     await Promise.all(sleeps)
+    if (!poolsServed) return noPoolSeries(t, b)
     t.equal(sample(b, 'db_pool_connections', { ...db6, state: 'used' }), 3)
     t.equal(sample(b, 'db_pool_connections', { ...db6, state: 'pending' }), 2)
     t.equal(sample(b, 'db_pool_max_connections', db6), 3)
@@ -411,9 +421,10 @@ export function writeSuite (t: T, lib: Any): void {
     await orm.reconnect()
     await orm.em.fork().execute('select 1')
     const b = await scrape()
+    t.equal(sample(b, 'orm_info', { ...db6, mikro_orm_version: lib.__version }), 1)
+    if (!poolsServed) return noPoolSeries(t, b)
     t.equal(sample(b, 'db_pool_max_connections', db6), 3)
     t.ok((sample(b, 'db_new_connections_total', db6) ?? 0) > before, 'connections of the new pool counted')
-    t.equal(sample(b, 'orm_info', { ...db6, mikro_orm_version: lib.__version }), 1)
   })
 
   t.test('config-time subscriber and plugin together count once; held counts are handed over', async (t: T) => {
