@@ -160,19 +160,33 @@ const startsOf = new WeakMap<ClientMetricObject, ReadonlyMap<string, number>>()
 const tracked = new WeakMap<object, WeakMap<object, MetricStarts>>()
 
 /**
+ * Gives an application metric's collected values their starts (by `seriesKey`), served as
+ * `created_timestamp` / `_created`: for a metric object rebuilt elsewhere (the multiprocess
+ * store's aggregate, from `sumStart` / `keptStart` of lib/starts.ts).
+ */
+export function setStarts (metric: ClientMetricObject, starts: ReadonlyMap<string, number>): void {
+  startsOf.set(metric, starts)
+}
+
+/**
  * When `registry.resetMetrics()` last ran: the registry resets every metric, the package's own
  * families among them, so the latest reset of all of them is the latest registry-wide reset.
  */
-function registryResetMs (metrics: unknown[]): number {
+export function registryResetMs (metrics: unknown[]): number {
   let min = Infinity
   for (const m of metrics) if (isMetricFamily(m)) min = Math.min(min, m.lastResetMs)
   return min === Infinity ? -Infinity : min
 }
 
-/** Updates the starts of an application metric after a collect that began at `collectedMs`. */
-function trackStarts (registry: object, m: object, metric: ClientMetricObject, collectedMs: number, resetMs: number): void {
+/**
+ * Updates the starts of an application metric (`m`, the registry's object) after a collect that
+ * began at `collectedMs`, and returns them by `seriesKey` (series without a known start absent).
+ * The multiprocess store calls it on what it reads of the app's metrics, to write the starts
+ * into the process's file.
+ */
+export function trackStarts (registry: object, m: object, metric: ClientMetricObject, collectedMs: number, resetMs: number): ReadonlyMap<string, number> {
   const type = metric.type as unknown as string
-  if (type !== 'counter' && type !== 'histogram' && type !== 'summary') return
+  if (type !== 'counter' && type !== 'histogram' && type !== 'summary') return new Map()
   const totals = new Map<string, number>()
   for (const v of metric.values ?? []) {
     if (type === 'counter') totals.set(seriesKey(v.labels, ''), v.value)
@@ -188,6 +202,7 @@ function trackStarts (registry: object, m: object, metric: ClientMetricObject, c
   const starts = new Map<string, number>()
   for (const [key, s] of state.series) if (s.start !== undefined) starts.set(key, s.start)
   startsOf.set(metric, starts)
+  return starts
 }
 
 /**

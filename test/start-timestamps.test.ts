@@ -131,6 +131,31 @@ for (const [clientName, client] of Object.entries(CLIENTS)) {
   })
 }
 
+t.test('a registry with default labels: the same starts, every series through get()', async (t) => {
+  const registry = new promClient.Registry()
+  registry.setDefaultLabels({ service: 'api' })
+  const app = Fastify()
+  await app.register(netboxMetrics, { enabled: true, registry, defaultMetrics: false, openMetricsCreated: true })
+  app.get('/x', async () => 'x')
+  const jobs = new promClient.Counter({ name: 'app_jobs_total', help: 'jobs', labelNames: ['kind'], registers: [registry] })
+  const ready0 = Date.now()
+  await app.ready()
+  const late0 = Date.now()
+  jobs.inc({ kind: 'late' })
+  const req0 = Date.now()
+  await app.inject('/x')
+  const pb = protobufCreated(decodeDelimited((await app.inject({ url: '/metrics', headers: { accept: PROMETHEUS_PROTOBUF_ACCEPT } })).rawPayload))
+  const req1 = Date.now()
+  const requests = pb.get('http_requests{method="GET",route="/x",service="api",status_code="200"}')
+  t.ok(requests !== undefined && requests >= req0 && requests <= req1, `http_requests_total: ${String(requests)} within [${req0}, ${req1}]`)
+  const late = pb.get('app_jobs{kind="late",service="api"}')
+  t.ok(late !== undefined && late >= ready0 && late <= late0, `the app's series: ${String(late)} within [${ready0}, ${late0}]`)
+  const om = (await app.inject({ url: '/metrics', headers: { accept: 'application/openmetrics-text' } })).body
+  t.match(om, /^http_requests_created\{service="api",method="GET",route="\/x",status_code="200"\} \d+\.\d{3}$/m)
+  if (noParser === false) t.same(pythonCreated(om), new Map([...pb].filter(([, v]) => v !== undefined)), 'the Python parser reads the same')
+  await app.close()
+})
+
 t.test('without openMetricsCreated: no _created sample; protobuf keeps its starts', async (t) => {
   const app = Fastify()
   await app.register(netboxMetrics, { enabled: true, defaultMetrics: false })
