@@ -96,9 +96,8 @@ function packageOf (file: string): { dir: string, name: string, version: string 
 }
 
 function isClientModule (m: unknown): m is ClientModule {
-  return typeof m === 'function' || (typeof m === 'object' && m !== null)
-    ? typeof (m as ClientModule).Registry === 'function' && typeof (m as ClientModule).collectDefaultMetrics === 'function'
-    : false
+  if (m === null || (typeof m !== 'object' && typeof m !== 'function')) return false
+  return typeof (m as ClientModule).Registry === 'function' && typeof (m as ClientModule).collectDefaultMetrics === 'function'
 }
 
 /** Loads a client's main module from its directory and checks it has the API. */
