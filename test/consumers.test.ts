@@ -16,7 +16,7 @@
  */
 import t from 'tap'
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { codeBlock } from './helpers/markdown'
@@ -171,6 +171,8 @@ for (const kind of ['io', 'prom', 'both'] as Kind[]) {
     if (p === undefined) return
     await p.install
     const { dir } = p
+    const present = ['@prometheus-io/client', 'prom-client'].filter((n) => existsSync(join(dir, 'node_modules', n, 'package.json')))
+    t.same(present, PACKAGES[kind], 'npm installed no other client: both are optional peers')
     writeFileSync(join(dir, 'quick-start.ts'), quickStart)
     writeFileSync(join(dir, 'app.ts'), appSource(client))
     writeFileSync(join(dir, 'types.ts'), typesSource(client))
@@ -237,6 +239,7 @@ t.test('a project with neither client: a coded error naming both', async (t) => 
   const p = projects.none
   if (p === undefined) return
   await p.install
+  t.same(['@prometheus-io/client', 'prom-client'].filter((n) => existsSync(join(p.dir, 'node_modules', n))), [], 'npm installed neither')
   writeFileSync(join(p.dir, 'check.mjs'), `import Fastify from 'fastify'
 import netboxMetrics from 'fastify-netbox-metrics'
 const app = Fastify()
