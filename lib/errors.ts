@@ -59,3 +59,8 @@ export const FNM_ERR_ENV_INVALID = createError('FNM_ERR_ENV_INVALID', 'Invalid e
  * frozen twin can stand in for. Thrown when the cache is wrapped, never later.
  */
 export const FNM_ERR_CACHE_UNWRAPPABLE = createError('FNM_ERR_CACHE_UNWRAPPABLE', "instrumentCache() cannot wrap this cache: its method '%s' is read-only and non-configurable (Object.defineProperty) on an object that is not frozen; freeze the whole object, or wrap an object that delegates to it", TypeError)
+/**
+ * Neither Prometheus client is installed (both are optional peer dependencies), or the one
+ * found does not have the client API. Thrown at registration.
+ */
+export const FNM_ERR_CLIENT_MISSING = createError('FNM_ERR_CLIENT_MISSING', 'fastify-netbox-metrics needs a Prometheus client: install @prometheus-io/client (0.16 or later, Node 22+) or prom-client (15)', Error)

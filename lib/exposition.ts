@@ -6,10 +6,11 @@
  * exposition is served intact.
  */
 import { monotonicMs } from './clock'
-import type { MetricObjectWithValues, MetricValue, MetricValueWithName, Registry } from 'prom-client'
-import { escapeHelp, escapeLabelValue, formatCanonical, formatValue, isMetricFamily, type MetricFamily } from './families'
+import type { ClientMetricObject, ClientMetricValue, PrometheusRegistry as Registry } from './client'
+import { escapeHelp, escapeLabelValue, formatCanonical, formatSeconds, formatValue, isMetricFamily, type CounterSeries, type MetricFamily } from './families'
 import { ExpositionWriter } from './writer'
-import { encodeLabels, PB, ProtoWriter } from './protobuf'
+import { encodeLabels, PB, ProtoWriter, writeTimestamp } from './protobuf'
+import { nextStarts, seriesKey, type MetricStarts } from './starts'
 
 /** Content type of the Prometheus text format 0.0.4. */
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
@@ -126,26 +127,122 @@ function canonicalBounds (labels: Record<string, string | number | undefined>): 
   return out
 }
 
-function renderForeign (w: ExpositionWriter, metric: MetricObjectWithValues<MetricValue<string>>, familyName: string, openMetrics: boolean, defaultLabels: Record<string, string> | null): void {
+function renderForeign (w: ExpositionWriter, metric: ClientMetricObject, familyName: string, openMetrics: boolean, defaultLabels: Record<string, string> | null, created: boolean): void {
+  const type = metric.type as unknown as string
+  // OpenMetrics `_created`, when asked: after a counter's sample, after a histogram's or summary's `_count`.
+  const starts = openMetrics && created ? startsOf.get(metric) : undefined
   for (const v of metric.values ?? []) {
-    let sample = (v as MetricValueWithName<string>).metricName ?? familyName
-    if (openMetrics && (metric.type as unknown as string) === 'counter' && !sample.endsWith('_total')) sample += '_total'
+    let sample = v.metricName ?? familyName
+    if (openMetrics && type === 'counter' && !sample.endsWith('_total')) sample += '_total'
     let labels = defaultLabels === null ? v.labels : { ...defaultLabels, ...v.labels }
     if (openMetrics && labels !== undefined) labels = canonicalBounds(labels)
     const text = formatLabels(labels ?? {})
-    w.text(`${sample}${text === '' ? '' : `{${text}}`} ${formatValue(v.value)}\n`)
+    const braces = text === '' ? '' : `{${text}}`
+    w.text(`${sample}${braces} ${formatValue(v.value)}\n`)
+    if (starts === undefined || (type !== 'counter' && !sample.endsWith('_count'))) continue
+    const start = starts.get(seriesKey(v.labels, ''))
+    if (start !== undefined) w.text(`${familyName}_created${braces} ${formatSeconds(start)}\n`)
   }
+}
+
+/** Rendering options. */
+export interface RenderOptions {
+  /** OpenMetrics `_created` samples (the `openMetricsCreated` option). */
+  created?: boolean
+}
+
+/**
+ * The start of each counter, histogram and summary series of an application metric's last
+ * collect, by `seriesKey` (lib/starts.ts); a series without a known start is absent.
+ */
+const startsOf = new WeakMap<ClientMetricObject, ReadonlyMap<string, number>>()
+/** What the start tracking keeps between collects, per registry and metric object. */
+const tracked = new WeakMap<object, WeakMap<object, MetricStarts>>()
+
+/**
+ * Gives an application metric's collected values their starts (by `seriesKey`), served as
+ * `created_timestamp` / `_created`: for a metric object rebuilt elsewhere (the multiprocess
+ * store's aggregate, from `sumStart` / `keptStart` of lib/starts.ts).
+ */
+export function setStarts (metric: ClientMetricObject, starts: ReadonlyMap<string, number>): void {
+  startsOf.set(metric, starts)
+}
+
+/**
+ * When `registry.resetMetrics()` last ran: the registry resets every metric, the package's own
+ * families among them, so the latest reset of all of them is the latest registry-wide reset.
+ */
+export function registryResetMs (metrics: unknown[]): number {
+  let min = Infinity
+  for (const m of metrics) if (isMetricFamily(m)) min = Math.min(min, m.lastResetMs)
+  return min === Infinity ? -Infinity : min
+}
+
+/**
+ * Updates the starts of an application metric (`m`, the registry's object) after a collect that
+ * began at `collectedMs`, and returns them by `seriesKey` (series without a known start absent).
+ * The multiprocess store calls it on what it reads of the app's metrics, to write the starts
+ * into the process's file.
+ */
+export function trackStarts (registry: object, m: object, metric: ClientMetricObject, collectedMs: number, resetMs: number): ReadonlyMap<string, number> {
+  const type = metric.type as unknown as string
+  if (type !== 'counter' && type !== 'histogram' && type !== 'summary') return new Map()
+  const totals = new Map<string, number>()
+  for (const v of metric.values ?? []) {
+    if (type === 'counter') totals.set(seriesKey(v.labels, ''), v.value)
+    else if ((v.metricName ?? '').endsWith('_count')) totals.set(seriesKey(v.labels, ''), v.value)
+  }
+  let perMetric = tracked.get(registry)
+  if (perMetric === undefined) {
+    perMetric = new WeakMap()
+    tracked.set(registry, perMetric)
+  }
+  const state = nextStarts(perMetric.get(m), totals, collectedMs, resetMs)
+  perMetric.set(m, state)
+  const starts = new Map<string, number>()
+  for (const [key, s] of state.series) if (s.start !== undefined) starts.set(key, s.start)
+  startsOf.set(metric, starts)
+  return starts
+}
+
+/**
+ * A first look at the application's metrics, when the app is ready: the series present then have
+ * no known start, but every series that appears later began after this look (lib/starts.ts), and
+ * not only after the first scrape. Metrics with a `collect` function are left to the first scrape
+ * (running the app's collectors at start-up is not ours to do); the others are only read.
+ */
+export async function baselineStarts (registry: Registry, onCollectError?: CollectErrorHandler): Promise<void> {
+  const metrics = registry.getMetricsAsArray() as unknown[]
+  const resetMs = registryResetMs(metrics)
+  for (const m of metrics) {
+    if (isMetricFamily(m) || typeof (m as { collect?: unknown }).collect === 'function') continue
+    try {
+      const collectedMs = Date.now()
+      const metric = await (m as { get: () => Promise<ClientMetricObject> }).get()
+      if (metric !== null && typeof metric === 'object') trackStarts(registry, m as object, metric, collectedMs, resetMs)
+    } catch (err) {
+      onCollectError?.((m as { name?: string }).name ?? '(unnamed)', err)
+    }
+  }
+}
+
+/** The package's own family rendered from its `get()` values (default labels): its exact starts. */
+function familyStarts (family: MetricFamily<unknown>, metric: ClientMetricObject): void {
+  if (!family.starts || family.type === 'gauge') return
+  const starts = new Map<string, number>()
+  for (const s of family.entries()) starts.set(seriesKey((s as CounterSeries).labels, ''), (s as CounterSeries).startMs)
+  startsOf.set(metric, starts)
 }
 
 /**
  * Renders every metric of a registry in the given format.
  * @param onCollectError told about each metric whose collector threw (that metric is left out)
  */
-export async function renderRegistry (registry: Registry, format: ExpositionFormat, onCollectError?: CollectErrorHandler): Promise<string> {
-  return (await renderRegistryBuffer(registry, format, onCollectError)).toString('utf8')
+export async function renderRegistry (registry: Registry, format: ExpositionFormat, onCollectError?: CollectErrorHandler, options?: RenderOptions): Promise<string> {
+  return (await renderRegistryBuffer(registry, format, onCollectError, options)).toString('utf8')
 }
 
-type Collected = MetricFamily<unknown> | MetricObjectWithValues<MetricValue<string>> | null
+type Collected = MetricFamily<unknown> | ClientMetricObject | null
 
 /**
  * Collects every metric of a registry, concurrently as prom-client does: the package's own
@@ -154,13 +251,18 @@ type Collected = MetricFamily<unknown> | MetricObjectWithValues<MetricValue<stri
  */
 async function collectRegistry (registry: Registry, defaultLabels: Record<string, string> | null, onCollectError?: CollectErrorHandler): Promise<Collected[]> {
   const metrics = registry.getMetricsAsArray() as unknown[]
+  const resetMs = registryResetMs(metrics)
   return await Promise.all(metrics.map(async (m) => {
     try {
       if (isMetricFamily(m) && defaultLabels === null) {
         await m.prepare()
         return m
       }
-      return await (m as { get: () => Promise<MetricObjectWithValues<MetricValue<string>>> }).get()
+      const collectedMs = Date.now()
+      const metric = await (m as { get: () => Promise<ClientMetricObject> }).get()
+      if (isMetricFamily(m)) familyStarts(m, metric)
+      else if (metric !== null && typeof metric === 'object') trackStarts(registry, m as object, metric, collectedMs, resetMs)
+      return metric
     } catch (err) {
       onCollectError?.((m as { name?: string }).name ?? '(unnamed)', err)
       return null
@@ -174,9 +276,10 @@ function registryDefaultLabels (registry: Registry): Record<string, string> | nu
 }
 
 /** `renderRegistry`, as bytes ready to send or compress (UTF-8 text, or protobuf). */
-export async function renderRegistryBuffer (registry: Registry, format: ExpositionFormat, onCollectError?: CollectErrorHandler): Promise<Buffer> {
+export async function renderRegistryBuffer (registry: Registry, format: ExpositionFormat, onCollectError?: CollectErrorHandler, options?: RenderOptions): Promise<Buffer> {
   if (format === 'protobuf') return await renderProtobuf(registry, onCollectError)
   const openMetrics = format === 'openmetrics'
+  const created = openMetrics && options?.created === true
   const defaultLabels = registryDefaultLabels(registry)
   const collected = await collectRegistry(registry, defaultLabels, onCollectError)
   // Start at the size of the previous scrape: a large exposition then needs no regrowth.
@@ -192,11 +295,11 @@ export async function renderRegistryBuffer (registry: Registry, format: Expositi
       const sampleName = openMetrics && type === 'counter' ? `${familyName}_total` : name
       // Large families render in slices, giving the event loop a turn whenever a slice ran long.
       for (let from = 0; from < c.size; from += RENDER_SLICE_SERIES) {
-        c.renderSamples(w, sampleName, from, from + RENDER_SLICE_SERIES, openMetrics)
+        c.renderSamples(w, sampleName, from, from + RENDER_SLICE_SERIES, openMetrics, created)
         if (slices.due(Math.min(RENDER_SLICE_SERIES, c.size - from))) await slices.turn()
       }
     } else {
-      renderForeign(w, c, familyName, openMetrics, defaultLabels)
+      renderForeign(w, c, familyName, openMetrics, defaultLabels, created)
     }
   }
   if (openMetrics) w.text('# EOF\n')
@@ -224,6 +327,8 @@ interface ForeignSeries {
   points: Array<[number, number]>
   sum: number
   count: number
+  /** When the series began, if known (lib/starts.ts). */
+  start: number | undefined
 }
 
 /**
@@ -231,9 +336,10 @@ interface ForeignSeries {
  * gauges and untyped one per sample; histograms and summaries regrouped from their `_bucket`
  * (`le`) or quantile samples, `_sum` and `_count` into one message per label set.
  */
-function encodeForeign (w: ProtoWriter, metric: MetricObjectWithValues<MetricValue<string>>, type: string, defaultLabels: Record<string, string> | null): void {
+function encodeForeign (w: ProtoWriter, metric: ClientMetricObject, type: string, defaultLabels: Record<string, string> | null): void {
   const values = metric.values ?? []
-  const labelsOf = (v: MetricValue<string>): Record<string, string | number | undefined> => (defaultLabels === null ? v.labels : { ...defaultLabels, ...v.labels }) ?? {}
+  const labelsOf = (v: ClientMetricValue): Record<string, string | number | undefined> => (defaultLabels === null ? v.labels : { ...defaultLabels, ...v.labels }) ?? {}
+  const starts = startsOf.get(metric)
   if (type !== 'histogram' && type !== 'summary') {
     const field = type === 'counter' ? PB.metric.counter : type === 'gauge' ? PB.metric.gauge : PB.metric.untyped
     for (const v of values) {
@@ -241,6 +347,8 @@ function encodeForeign (w: ProtoWriter, metric: MetricObjectWithValues<MetricVal
       w.raw(encodeLabels(labelsOf(v)))
       const at = w.begin(field)
       w.double(PB.value, v.value)
+      const start = type === 'counter' ? starts?.get(seriesKey(v.labels, '')) : undefined
+      if (start !== undefined) writeTimestamp(w, PB.counterCreated, start)
       w.end(at)
       w.end(m)
     }
@@ -252,10 +360,10 @@ function encodeForeign (w: ProtoWriter, metric: MetricObjectWithValues<MetricVal
     const { key, labels } = seriesOf(labelsOf(v), pointLabel)
     let s = series.get(key)
     if (s === undefined) {
-      s = { labels, points: [], sum: 0, count: 0 }
+      s = { labels, points: [], sum: 0, count: 0, start: starts?.get(seriesKey(v.labels, pointLabel)) }
       series.set(key, s)
     }
-    const sample = (v as MetricValueWithName<string>).metricName ?? metric.name
+    const sample = v.metricName ?? metric.name
     if (sample.endsWith('_sum')) s.sum = v.value
     else if (sample.endsWith('_count')) s.count = v.value
     else {
@@ -271,6 +379,7 @@ function encodeForeign (w: ProtoWriter, metric: MetricObjectWithValues<MetricVal
       const h = w.begin(PB.metric.histogram)
       w.uint(PB.histogram.count, s.count)
       w.double(PB.histogram.sum, s.sum)
+      if (s.start !== undefined) writeTimestamp(w, PB.histogram.created, s.start)
       // The +Inf bucket is implied by the count (client_golang leaves it out too).
       for (const [bound, count] of s.points) {
         if (bound === Infinity) continue
@@ -284,6 +393,7 @@ function encodeForeign (w: ProtoWriter, metric: MetricObjectWithValues<MetricVal
       const sm = w.begin(PB.metric.summary)
       w.uint(PB.summary.count, s.count)
       w.double(PB.summary.sum, s.sum)
+      if (s.start !== undefined) writeTimestamp(w, PB.summary.created, s.start)
       for (const [q, value] of s.points) {
         const at = w.begin(PB.summary.quantile)
         w.double(PB.quantile.quantile, q)

@@ -6,7 +6,7 @@
  * `aggregator`, `get()`), so it lives in an ordinary prom-client `Registry` beside the app's own
  * metrics, and renders itself straight to exposition text for fast scrapes (`render`).
  */
-import type { MetricObjectWithValues, MetricValue, MetricValueWithName } from 'prom-client'
+import type { ClientMetricObject, ClientMetricValue } from './client'
 import { FNM_ERR_LABELS } from './errors'
 import type { ExpositionWriter } from './writer'
 import { NativeBuckets, type NativeHistogramConfig } from './native'
@@ -35,6 +35,12 @@ export interface FamilyConfig {
   onOverflow?: (family: MetricFamily<unknown>) => void
   /** Runs before each read of the family (scrape-time gauges). May be async. Errors are the caller's. */
   collect?: (family: MetricFamily<unknown>) => void | Promise<void>
+  /**
+   * Whether the series' `startMs` are true starts, served as start (created) timestamps: true
+   * for the live families (lib/metrics.ts); a family rebuilt at each scrape (an aggregate) leaves
+   * it false, or sets its series' `startMs` from what it sums before turning it on.
+   */
+  starts?: boolean
 }
 
 /** Escapes a label value for the exposition formats (backslash, double quote, newline). */
@@ -111,8 +117,17 @@ export abstract class BaseSeries {
 /** One counter series. */
 export class CounterSeries extends BaseSeries {
   value = 0
+  /**
+   * When the series began, in milliseconds since the epoch: its creation (on its first
+   * observation, or at registration for the series exposed at 0) or its last reset. Set there,
+   * never per observation. Served as the start (created) timestamp.
+   */
+  startMs = Date.now()
   /** Sets the count back to 0 (prom-client's `reset()`); the series object stays in use. */
-  zero (): void { this.value = 0 }
+  zero (): void {
+    this.value = 0
+    this.startMs = Date.now()
+  }
   /** Adds `n` (default 1). Negative amounts are ignored: counters never go down. */
   inc (n = 1): void {
     if (n > 0) this.value += n
@@ -152,6 +167,8 @@ export class HistogramSeries extends BaseSeries {
   readonly counts: Float64Array
   sum = 0
   count = 0
+  /** When the series began (as `CounterSeries.startMs`): its creation or its last reset. */
+  startMs = Date.now()
   /** The native (exponential) buckets, null when native histograms are off. */
   readonly native: NativeBuckets | null
   /** The latest exemplar of each classic bucket; null until the first exemplar. */
@@ -169,6 +186,7 @@ export class HistogramSeries extends BaseSeries {
     this.counts.fill(0)
     this.sum = 0
     this.count = 0
+    this.startMs = Date.now()
     if (this.native !== null) this.native.reset()
     this.exemplars = null
   }
@@ -230,6 +248,24 @@ function writeExemplarText (w: ExpositionWriter, e: Exemplar): void {
   w.text(` # {trace_id="${e.traceId}"${e.spanId !== '' ? `,span_id="${e.spanId}"` : ''}} ${formatValue(e.value)} ${(e.timestampMs / 1000).toFixed(3)}`)
 }
 
+/** OpenMetrics `<name>_created{labels} <seconds>`: when the series began (its `startMs`). */
+function writeCreated (w: ExpositionWriter, name: Buffer, s: CounterSeries | HistogramSeries): void {
+  w.bytes(name)
+  if (s.labelText !== '') {
+    w.byte(OPEN)
+    w.bytes(s.labelBytes)
+    w.byte(CLOSE)
+  }
+  w.byte(SPACE)
+  w.text(formatSeconds(s.startMs))
+  w.byte(NEWLINE)
+}
+
+/** Milliseconds since the epoch as OpenMetrics seconds (`1765123456.789`). */
+export function formatSeconds (ms: number): string {
+  return (ms / 1000).toFixed(3)
+}
+
 /**
  * A metric family: a name, a type, label names, and its series by label values.
  * @typeParam S the series class
@@ -248,8 +284,11 @@ export abstract class MetricFamily<S> {
   private readonly onOverflow: ((family: MetricFamily<unknown>) => void) | undefined
   private overflowSeries: S | undefined
   readonly collect: ((family: MetricFamily<unknown>) => void | Promise<void>) | undefined
+  /** Whether the exposition serves the series' start timestamps (`FamilyConfig.starts`). */
+  readonly starts: boolean
 
   constructor (config: FamilyConfig) {
+    this.starts = config.starts === true
     this.name = config.name
     this.help = config.help
     this.labelNames = Object.freeze([...config.labelNames])
@@ -311,7 +350,14 @@ export abstract class MetricFamily<S> {
    */
   reset (): void {
     for (const s of this.entries()) (s as { zero?: () => void }).zero?.()
+    this.lastResetMs = Date.now()
   }
+
+  /**
+   * When `reset()` last ran (`registry.resetMetrics()` runs it on every metric of the registry,
+   * so the exposition learns from it when the app's own series were reset too); -Infinity before.
+   */
+  lastResetMs = -Infinity
 
   /** Forgets every series (scrape-time gauges start each read from nothing). */
   clear (): void {
@@ -326,32 +372,38 @@ export abstract class MetricFamily<S> {
   }
 
   /** prom-client's view of the family (used by `registry.getMetricsAsJSON()` and `registry.metrics()`). */
-  async get (): Promise<MetricObjectWithValues<MetricValue<string>>> {
+  async get (): Promise<ClientMetricObject> {
     await this.prepare()
-    return { name: this.name, help: this.help, type: this.type as never, aggregator: this.aggregator, values: this.values() } as unknown as MetricObjectWithValues<MetricValue<string>>
+    return { name: this.name, help: this.help, type: this.type as never, aggregator: this.aggregator, values: this.values() }
   }
 
-  protected abstract values (): Array<MetricValue<string>>
+  protected abstract values (): ClientMetricValue[]
 
   /**
    * Appends the samples (no HELP/TYPE lines) of the series in positions [from, to) of
    * `entries()` order as exposition text, so a large family can be rendered in slices.
-   * `openMetrics`: bucket bounds in OpenMetrics' canonical number form (`le="1.0"`).
+   * `openMetrics`: bucket bounds in OpenMetrics' canonical number form (`le="1.0"`); `created`:
+   * with the OpenMetrics `_created` sample of each counter and histogram series (when `starts`).
    */
-  abstract renderSamples (w: ExpositionWriter, sampleName: string, from?: number, to?: number, openMetrics?: boolean): void
+  abstract renderSamples (w: ExpositionWriter, sampleName: string, from?: number, to?: number, openMetrics?: boolean, created?: boolean): void
 
   /** Appends the series in positions [from, to) as protobuf `Metric` messages (`MetricFamily.metric` fields). */
   abstract encodeSeries (w: ProtoWriter, from?: number, to?: number): void
 
-  /** Writes `Metric { label..., <field> { value } }` for each series with one value (counters and gauges). */
+  /**
+   * Writes `Metric { label..., <field> { value } }` for each series with one value (counters and
+   * gauges); counters with their `created_timestamp`.
+   */
   protected encodeSimple (w: ProtoWriter, field: number, from: number, to: number): void {
     const end = Math.min(to, this.size)
+    const counter = field === PB.metric.counter
     for (let i = from; i < end; i++) {
       const s = this.at(i) as unknown as CounterSeries
       const metric = w.begin(PB.family.metric)
       w.raw(s.protoLabels)
       const at = w.begin(field)
       w.double(PB.value, s.value)
+      if (counter && this.starts) writeTimestamp(w, PB.counterCreated, s.startMs)
       w.end(at)
       w.end(metric)
     }
@@ -394,14 +446,25 @@ export class CounterFamily extends MetricFamily<CounterSeries> {
     return new CounterSeries(this.labelNames, values)
   }
 
-  protected values (): Array<MetricValue<string>> {
-    const out: Array<MetricValue<string>> = []
+  protected values (): ClientMetricValue[] {
+    const out: ClientMetricValue[] = []
     for (const s of this.entries()) out.push({ labels: { ...s.labels }, value: s.value })
     return out
   }
 
-  renderSamples (w: ExpositionWriter, sampleName: string, from = 0, to = Infinity): void {
-    this.writeSimple(w, sampleName, from, to)
+  renderSamples (w: ExpositionWriter, sampleName: string, from = 0, to = Infinity, _openMetrics = false, created = false): void {
+    if (created && this.starts) this.writeWithCreated(w, sampleName, from, to)
+    else this.writeSimple(w, sampleName, from, to)
+  }
+
+  /** `name_total{labels} value` then `name_created{labels} start` for each series (OpenMetrics). */
+  private writeWithCreated (w: ExpositionWriter, sampleName: string, from: number, to: number): void {
+    const createdName = `${sampleName.endsWith('_total') ? sampleName.slice(0, -6) : sampleName}_created`
+    const end = Math.min(to, this.size)
+    for (let i = from; i < end; i++) {
+      this.writeSimple(w, sampleName, i, i + 1)
+      writeCreated(w, this.cachedBytes(createdName), this.at(i))
+    }
   }
 
   encodeSeries (w: ProtoWriter, from = 0, to = Infinity): void {
@@ -416,8 +479,8 @@ export class GaugeFamily extends MetricFamily<GaugeSeries> {
     return new GaugeSeries(this.labelNames, values)
   }
 
-  protected values (): Array<MetricValue<string>> {
-    const out: Array<MetricValue<string>> = []
+  protected values (): ClientMetricValue[] {
+    const out: ClientMetricValue[] = []
     for (const s of this.entries()) out.push({ labels: { ...s.labels }, value: s.value })
     return out
   }
@@ -467,8 +530,8 @@ export class HistogramFamily extends MetricFamily<HistogramSeries> {
     return new HistogramSeries(this.labelNames, values, this.upperBounds, this.native)
   }
 
-  protected values (): Array<MetricValue<string>> {
-    const out: Array<MetricValueWithName<string>> = []
+  protected values (): ClientMetricValue[] {
+    const out: ClientMetricValue[] = []
     for (const s of this.entries()) {
       let acc = 0
       for (let i = 0; i < this.leText.length; i++) {
@@ -481,7 +544,8 @@ export class HistogramFamily extends MetricFamily<HistogramSeries> {
     return out
   }
 
-  renderSamples (w: ExpositionWriter, sampleName: string, from = 0, to = Infinity, openMetrics = false): void {
+  renderSamples (w: ExpositionWriter, sampleName: string, from = 0, to = Infinity, openMetrics = false, created = false): void {
+    const withCreated = created && this.starts ? this.cachedBytes(`${sampleName}_created`) : undefined
     const bucket = this.cachedBytes(`${sampleName}_bucket{`)
     const sum = this.cachedBytes(`${sampleName}_sum`)
     const count = this.cachedBytes(`${sampleName}_count`)
@@ -509,6 +573,7 @@ export class HistogramFamily extends MetricFamily<HistogramSeries> {
       }
       this.writeTotal(w, sum, labels, s.sum)
       this.writeTotal(w, count, labels, s.count)
+      if (withCreated !== undefined) writeCreated(w, withCreated, s)
     }
   }
 
@@ -529,6 +594,7 @@ export class HistogramFamily extends MetricFamily<HistogramSeries> {
       const h = w.begin(PB.metric.histogram)
       w.uint(f.count, s.count)
       w.double(f.sum, s.sum)
+      if (this.starts) writeTimestamp(w, f.created, s.startMs)
       const exemplars = s.exemplars
       if (classic) {
         let acc = 0

@@ -5,12 +5,12 @@
  */
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
-import { collectDefaultMetrics, type Registry } from 'prom-client'
+import type { PrometheusRegistry } from './client'
 import * as cacheHooks from '../hooks/cache'
 import { installHttpHooks } from '../hooks/http'
 import * as orm from '../hooks/orm'
 import * as errorCodes from './errors'
-import { OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE, renderRegistryBuffer, type ExpositionFormat } from './exposition'
+import { baselineStarts, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE, renderRegistryBuffer, type ExpositionFormat } from './exposition'
 import { registerFastifyInfo } from './metadata'
 import { MetricSet } from './metrics'
 import { createAccessCheck } from './access'
@@ -22,8 +22,8 @@ import { MultiprocessStore } from './multiprocess'
 interface MetricsDecorator {
   /** Whether the plugin is on (the endpoint and hooks exist only then). */
   readonly enabled: boolean
-  /** The prom-client Registry in use. */
-  readonly registry: Registry
+  /** The Registry in use (of `@prometheus-io/client` or prom-client: `options.client` says which). */
+  readonly registry: PrometheusRegistry
   /** The resolved, frozen options. */
   readonly options: ResolvedOptions
   /** The separate metrics listener when `server` is set and the app is ready, else null. */
@@ -80,7 +80,7 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
   // The shared-directory mode (lib/multiprocess.ts): scrapes aggregate every process's files.
   let store: MultiprocessStore | undefined
   const render = async (format: ExpositionFormat): Promise<string | Buffer> =>
-    store !== undefined ? await store.renderBuffer(format, onCollectError) : await renderRegistryBuffer(registry, format, onCollectError)
+    store !== undefined ? await store.renderBuffer(format, onCollectError) : await renderRegistryBuffer(registry, format, onCollectError, { created: options.openMetricsCreated })
   const decorator: MetricsDecorator = Object.freeze({
     get listener () { return metricsListener() },
     enabled: options.enabled,
@@ -101,9 +101,17 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
   // The package's own alert counters exist from the start, every series at 0 (lib/metrics.ts).
   metrics.get('selfErrors')
   metrics.get('selfDropped')
-  if (options.defaultMetrics && registry.getSingleMetric(`${options.prefix}process_cpu_user_seconds_total`) === undefined) {
-    collectDefaultMetrics({ register: registry, prefix: options.prefix })
+  if (options.defaultMetrics) {
+    // From the registry's own client, once, when the app is ready: default metrics the app
+    // registers itself after the plugin (before ready) are then the ones kept, never a clash.
+    fastify.addHook('onReady', async function netboxMetricsDefaultMetrics () {
+      if (registry.getSingleMetric(`${options.prefix}process_cpu_user_seconds_total`) === undefined) {
+        options.client.collectDefaultMetrics({ register: registry, prefix: options.prefix })
+      }
+    })
   }
+  // Start timestamps of the app's own series (lib/starts.ts): what exists when the app is ready.
+  if (store === undefined) fastify.addHook('onReady', async function netboxMetricsStarts () { await baselineStarts(registry, onCollectError) })
   registerFastifyInfo(metrics, fastify.version)
   // Standalone instrumentCache() wrappers and InstrumentedCacheAdapters count into the first
   // enabled plugin still open (hooks/cache.ts, "Late binding").

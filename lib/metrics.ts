@@ -6,7 +6,7 @@
  * Where a family is observed: HTTP in `hooks/http.ts`, ORM and database in `hooks/orm/`,
  * caches in `hooks/cache.ts`, metadata in `lib/metadata.ts`. Where it is exposed: `lib/exposition.ts`.
  */
-import type { Registry } from 'prom-client'
+import type { PrometheusRegistry as Registry } from './client'
 import { CounterFamily, GaugeFamily, HistogramFamily, isMetricFamily, type FamilyConfig, type MetricFamily } from './families'
 import { FNM_ERR_METRIC_CONFLICT } from './errors'
 import type { NativeHistogramConfig } from './native'
@@ -163,6 +163,7 @@ export class MetricSet {
       help: s.help,
       labelNames: s.labelNames,
       collect,
+      starts: true,
       maxSeries: uncapped ? Infinity : this.config.maxSeriesPerMetric,
       onOverflow: uncapped ? undefined : (f) => { this.get('selfDropped').child(f.name).value++ }
     }

@@ -4,7 +4,7 @@
  * error that names the option) and returns a deep-frozen, fully defaulted object.
  */
 import type { BlockList } from 'node:net'
-import { Registry } from 'prom-client'
+import { resolveClient, type PrometheusClient, type PrometheusRegistry } from './client'
 import { resolveAllow, resolveAuth, type AuthOption } from './access'
 import { FNM_ERR_ENV_INVALID, FNM_ERR_OPTION_INVALID, FNM_ERR_OPTION_UNKNOWN } from './errors'
 import { DEFAULT_LATENCY_BUCKETS, DEFAULT_SIZE_BUCKETS } from './metrics'
@@ -46,11 +46,13 @@ export interface NetboxMetricsOptions {
    */
   prefix?: string
   /**
-   * The prom-client Registry to use. By default each plugin instance makes its own, so two
-   * Fastify apps in one process never collide. Pass one to share it with your own metrics.
-   * @default new Registry()
+   * The Registry to use, from `@prometheus-io/client` or prom-client 15: it also decides which
+   * client the plugin uses (default metrics included; see docs/configuration.md, "Which
+   * Prometheus client"). By default each plugin instance makes its own, so two Fastify apps in
+   * one process never collide. Pass one to share it with your own metrics.
+   * @default a new Registry of the installed client
    */
-  registry?: Registry
+  registry?: PrometheusRegistry
   /**
    * prom-client's process and Node.js metrics (`process_*`, `nodejs_*`).
    * @default true
@@ -148,6 +150,14 @@ export interface NetboxMetricsOptions {
    * @default false
    */
   exemplars?: boolean
+  /**
+   * `_created` samples in the OpenMetrics exposition: when each counter, histogram and summary
+   * series began (its first observation or its last reset; see docs/metrics.md, "Start
+   * timestamps"). Off by default, as Prometheus advises against the extra series unless asked;
+   * the protobuf exposition carries the same start as `created_timestamp` always.
+   * @default false
+   */
+  openMetricsCreated?: boolean
 }
 
 /** The options after `resolveOptions()`: every field present, the whole object frozen. */
@@ -155,7 +165,9 @@ export interface ResolvedOptions {
   readonly enabled: boolean
   readonly endpoint: string
   readonly prefix: string
-  readonly registry: Registry
+  readonly registry: PrometheusRegistry
+  /** The Prometheus client in use (lib/client.ts): the registry's own, or the installed one. */
+  readonly client: PrometheusClient
   readonly defaultMetrics: boolean
   readonly buckets: { readonly latency: readonly number[], readonly size: readonly number[] }
   readonly exclude: ReadonlyArray<string | RegExp>
@@ -174,9 +186,11 @@ export interface ResolvedOptions {
   readonly nativeHistograms: NativeHistogramConfig | null
   /** Whether duration observations carry exemplars. */
   readonly exemplars: boolean
+  /** Whether the OpenMetrics exposition has `_created` samples. */
+  readonly openMetricsCreated: boolean
 }
 
-const KNOWN_KEYS = new Set<string>(['enabled', 'endpoint', 'prefix', 'registry', 'defaultMetrics', 'buckets', 'exclude', 'maxSeriesPerMetric', 'orm', 'migrationsTtl', 'auth', 'allow', 'server', 'multiprocess', 'nativeHistograms', 'exemplars'])
+const KNOWN_KEYS = new Set<string>(['enabled', 'endpoint', 'prefix', 'registry', 'defaultMetrics', 'buckets', 'exclude', 'maxSeriesPerMetric', 'orm', 'migrationsTtl', 'auth', 'allow', 'server', 'multiprocess', 'nativeHistograms', 'exemplars', 'openMetricsCreated'])
 const METRIC_NAME_PREFIX = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/
 
 function describe (value: unknown): string {
@@ -227,10 +241,9 @@ function resolveBuckets (name: string, value: unknown, fallback: readonly number
   return Object.freeze([...value])
 }
 
-function isRegistry (value: unknown): value is Registry {
-  if (value instanceof Registry) return true
-  // Another copy of prom-client 15 still has the same shape.
-  const r = value as Partial<Registry> | null
+function isRegistry (value: unknown): value is PrometheusRegistry {
+  // Either client's Registry, from any copy: the shape decides (lib/client.ts finds its client).
+  const r = value as Partial<PrometheusRegistry> | null
   return r !== null && typeof r === 'object' && typeof r.registerMetric === 'function' &&
     typeof r.getSingleMetric === 'function' && typeof r.getMetricsAsArray === 'function'
 }
@@ -264,10 +277,10 @@ export function resolveOptions (opts: unknown, env: NodeJS.ProcessEnv = process.
     prefix = o.prefix
   }
 
-  let registry: Registry
-  if (o.registry === undefined) registry = new Registry()
-  else if (isRegistry(o.registry)) registry = o.registry
-  else throw new FNM_ERR_OPTION_INVALID('registry', `expected a prom-client Registry, got ${describe(o.registry)}`)
+  if (o.registry !== undefined && !isRegistry(o.registry)) throw new FNM_ERR_OPTION_INVALID('registry', `expected a Registry of @prometheus-io/client or prom-client, got ${describe(o.registry)}`)
+  // Throws FNM_ERR_CLIENT_MISSING when neither client is installed.
+  const client = resolveClient(o.registry as PrometheusRegistry | undefined)
+  const registry: PrometheusRegistry = o.registry !== undefined ? o.registry as PrometheusRegistry : new client.Registry()
 
   const defaultMetrics = optionalBoolean('defaultMetrics', o.defaultMetrics, true)
 
@@ -323,12 +336,14 @@ export function resolveOptions (opts: unknown, env: NodeJS.ProcessEnv = process.
   const multiprocess = resolveMultiprocess(o.multiprocess, env)
   const nativeHistograms = resolveNativeHistograms(o.nativeHistograms)
   const exemplars = optionalBoolean('exemplars', o.exemplars, false)
+  const openMetricsCreated = optionalBoolean('openMetricsCreated', o.openMetricsCreated, false)
 
   return Object.freeze({
     enabled,
     endpoint,
     prefix,
     registry,
+    client,
     defaultMetrics,
     buckets: Object.freeze(buckets),
     exclude,
@@ -339,7 +354,8 @@ export function resolveOptions (opts: unknown, env: NodeJS.ProcessEnv = process.
     server,
     multiprocess,
     nativeHistograms,
-    exemplars
+    exemplars,
+    openMetricsCreated
   })
 }
 

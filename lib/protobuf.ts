@@ -19,7 +19,9 @@ export const PB = Object.freeze({
   label: { name: 1, value: 2 },
   value: 1, // Gauge.value, Counter.value, Untyped.value
   counterExemplar: 2,
-  summary: { count: 1, sum: 2, quantile: 3 },
+  /** `Counter.created_timestamp`. */
+  counterCreated: 3,
+  summary: { count: 1, sum: 2, quantile: 3, created: 4 },
   quantile: { quantile: 1, value: 2 },
   histogram: {
     count: 1,
@@ -32,6 +34,7 @@ export const PB = Object.freeze({
     negativeDelta: 10,
     positiveSpan: 12,
     positiveDelta: 13,
+    created: 15,
     exemplars: 16
   },
   bucket: { cumulativeCount: 1, upperBound: 2, exemplar: 3 },
