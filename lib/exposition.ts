@@ -147,7 +147,7 @@ function renderForeign (w: ExpositionWriter, metric: ClientMetricObject, familyN
 
 /** Rendering options. */
 export interface RenderOptions {
-  /** OpenMetrics `_created` samples (the `openMetricsCreated` option). */
+  /** OpenMetrics `_created` samples (the `createdTimestamps` option). */
   created?: boolean
 }
 

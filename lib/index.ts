@@ -80,7 +80,7 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
   // The shared-directory mode (lib/multiprocess.ts): scrapes aggregate every process's files.
   let store: MultiprocessStore | undefined
   const render = async (format: ExpositionFormat): Promise<string | Buffer> =>
-    store !== undefined ? await store.renderBuffer(format, onCollectError) : await renderRegistryBuffer(registry, format, onCollectError, { created: options.openMetricsCreated })
+    store !== undefined ? await store.renderBuffer(format, onCollectError) : await renderRegistryBuffer(registry, format, onCollectError, { created: options.createdTimestamps })
   const decorator: MetricsDecorator = Object.freeze({
     get listener () { return metricsListener() },
     enabled: options.enabled,

@@ -157,7 +157,7 @@ export interface NetboxMetricsOptions {
    * the protobuf exposition carries the same start as `created_timestamp` always.
    * @default false
    */
-  openMetricsCreated?: boolean
+  createdTimestamps?: boolean
 }
 
 /** The options after `resolveOptions()`: every field present, the whole object frozen. */
@@ -187,10 +187,10 @@ export interface ResolvedOptions {
   /** Whether duration observations carry exemplars. */
   readonly exemplars: boolean
   /** Whether the OpenMetrics exposition has `_created` samples. */
-  readonly openMetricsCreated: boolean
+  readonly createdTimestamps: boolean
 }
 
-const KNOWN_KEYS = new Set<string>(['enabled', 'endpoint', 'prefix', 'registry', 'defaultMetrics', 'buckets', 'exclude', 'maxSeriesPerMetric', 'orm', 'migrationsTtl', 'auth', 'allow', 'server', 'multiprocess', 'nativeHistograms', 'exemplars', 'openMetricsCreated'])
+const KNOWN_KEYS = new Set<string>(['enabled', 'endpoint', 'prefix', 'registry', 'defaultMetrics', 'buckets', 'exclude', 'maxSeriesPerMetric', 'orm', 'migrationsTtl', 'auth', 'allow', 'server', 'multiprocess', 'nativeHistograms', 'exemplars', 'createdTimestamps'])
 const METRIC_NAME_PREFIX = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/
 
 function describe (value: unknown): string {
@@ -336,7 +336,7 @@ export function resolveOptions (opts: unknown, env: NodeJS.ProcessEnv = process.
   const multiprocess = resolveMultiprocess(o.multiprocess, env)
   const nativeHistograms = resolveNativeHistograms(o.nativeHistograms)
   const exemplars = optionalBoolean('exemplars', o.exemplars, false)
-  const openMetricsCreated = optionalBoolean('openMetricsCreated', o.openMetricsCreated, false)
+  const createdTimestamps = optionalBoolean('createdTimestamps', o.createdTimestamps, false)
 
   return Object.freeze({
     enabled,
@@ -355,7 +355,7 @@ export function resolveOptions (opts: unknown, env: NodeJS.ProcessEnv = process.
     multiprocess,
     nativeHistograms,
     exemplars,
-    openMetricsCreated
+    createdTimestamps
   })
 }
 

@@ -78,7 +78,7 @@ const jobs = new Counter({ name: 'app_jobs_total', help: 'Jobs done', labelNames
 const sizes = new Histogram({ name: 'app_payload_bytes', help: 'Payload sizes', buckets: [10, 100], registers: [registry] })
 
 const app = Fastify()
-await app.register(netboxMetrics, { enabled: true, registry, openMetricsCreated: true })
+await app.register(netboxMetrics, { enabled: true, registry, createdTimestamps: true })
 collectDefaultMetrics({ register: registry })   // the app's own default metrics: the plugin adds none then
 
 app.get<{ Params: { id: string } }>('/api/dcim/devices/:id', async (request) => {
@@ -99,7 +99,7 @@ function typesSource (client: string): string {
 import netboxMetrics, { type NetboxMetricsOptions } from 'fastify-netbox-metrics'
 import { Registry } from '${client}'
 const registry = new Registry()
-const opts: NetboxMetricsOptions = { enabled: true, registry, openMetricsCreated: true }
+const opts: NetboxMetricsOptions = { enabled: true, registry, createdTimestamps: true }
 const app = Fastify()
 void app.register(netboxMetrics, opts)
 void app.register(netboxMetrics, { registry })
@@ -192,7 +192,7 @@ for (const kind of ['io', 'prom', 'both'] as Kind[]) {
       t.equal(text.split('\n').filter((l) => l.startsWith('process_cpu_user_seconds_total ')).length, 1, 'default metrics once (the app\'s own)')
       const om = (await get(`${app.base}/metrics`, 5000, { accept: 'application/openmetrics-text' })).body
       t.match(om, /^app_jobs_total\{kind="device"\} 1$/m)
-      t.match(om, /^http_requests_created\{method="GET",route="\/api\/dcim\/devices\/:id",status_code="200"\} \d+\.\d{3}$/m, 'OpenMetrics: _created (openMetricsCreated)')
+      t.match(om, /^http_requests_created\{method="GET",route="\/api\/dcim\/devices\/:id",status_code="200"\} \d+\.\d{3}$/m, 'OpenMetrics: _created (createdTimestamps)')
       if (hasPythonParser) {
         const r = spawnSync(PYTHON, ['-c', 'import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families\nprint(len(list(text_string_to_metric_families(sys.stdin.read()))))'], { input: om, encoding: 'utf8' })
         t.equal(r.status, 0, `the Python OpenMetrics parser accepts it ${r.stderr}`)

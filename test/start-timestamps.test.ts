@@ -2,7 +2,7 @@
  * Start (created) timestamps, checked from outside against the times this test created and
  * reset each series: the protobuf exposition decoded by protobufjs (`created_timestamp` of every
  * counter, histogram and summary series), and the OpenMetrics `_created` samples (option
- * `openMetricsCreated`) read by Debian's python3-prometheus-client strict parser. With both
+ * `createdTimestamps`) read by Debian's python3-prometheus-client strict parser. With both
  * clients: prom-client 15 and `@prometheus-io/client`.
  *
  * The package's own series: exactly when they were created or reset. The app's own series
@@ -66,7 +66,7 @@ for (const [clientName, client] of Object.entries(CLIENTS)) {
   t.test(`${clientName}: starts in protobuf and OpenMetrics, against the times the series began`, async (t) => {
     const registry = new client.Registry()
     const app = Fastify()
-    await app.register(netboxMetrics, { enabled: true, registry, defaultMetrics: false, openMetricsCreated: true })
+    await app.register(netboxMetrics, { enabled: true, registry, defaultMetrics: false, createdTimestamps: true })
     app.get('/x', async () => 'x')
     const jobs = new client.Counter({ name: 'app_jobs_total', help: 'jobs', labelNames: ['kind'], registers: [registry] })
     const sizes = new client.Histogram({ name: 'app_size_bytes', help: 'sizes', labelNames: ['kind'], buckets: [10], registers: [registry] })
@@ -135,7 +135,7 @@ t.test('a registry with default labels: the same starts, every series through ge
   const registry = new promClient.Registry()
   registry.setDefaultLabels({ service: 'api' })
   const app = Fastify()
-  await app.register(netboxMetrics, { enabled: true, registry, defaultMetrics: false, openMetricsCreated: true })
+  await app.register(netboxMetrics, { enabled: true, registry, defaultMetrics: false, createdTimestamps: true })
   app.get('/x', async () => 'x')
   const jobs = new promClient.Counter({ name: 'app_jobs_total', help: 'jobs', labelNames: ['kind'], registers: [registry] })
   const ready0 = Date.now()
@@ -156,14 +156,14 @@ t.test('a registry with default labels: the same starts, every series through ge
   await app.close()
 })
 
-t.test('without openMetricsCreated: no _created sample; protobuf keeps its starts', async (t) => {
+t.test('without createdTimestamps: no _created sample; protobuf keeps its starts', async (t) => {
   const app = Fastify()
   await app.register(netboxMetrics, { enabled: true, defaultMetrics: false })
   app.get('/x', async () => 'x')
   await app.inject('/x')
   const om = await app.inject({ url: '/metrics', headers: { accept: 'application/openmetrics-text' } })
   t.notMatch(om.body, /_created/)
-  t.equal(app.metrics.options.openMetricsCreated, false)
+  t.equal(app.metrics.options.createdTimestamps, false)
   const pb = protobufCreated(decodeDelimited((await app.inject({ url: '/metrics', headers: { accept: PROMETHEUS_PROTOBUF_ACCEPT } })).rawPayload))
   t.type(pb.get('http_requests{method="GET",route="/x",status_code="200"}'), 'number')
   await app.close()
