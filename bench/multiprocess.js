@@ -93,7 +93,7 @@ async function throughput (dir) {
 function workerStore (dir, w, spread = { native: false, observations: 1 }) {
   const { Registry } = require('prom-client')
   const { MetricSet, DEFAULT_LATENCY_BUCKETS, DEFAULT_SIZE_BUCKETS } = require('../dist/lib/metrics.js')
-  const { MultiprocessStore } = require('../dist/lib/multiprocess.js')
+  const { MultiprocessStore } = require('../dist/lib/multiprocess')
   const { resolveOptions } = require('../dist/lib/options.js')
   const buckets = { latency: DEFAULT_LATENCY_BUCKETS, size: DEFAULT_SIZE_BUCKETS }
   const nativeHistograms = spread.native ? resolveOptions({ nativeHistograms: true }).nativeHistograms : null

@@ -16,7 +16,7 @@ import { MetricSet } from './metrics'
 import { createAccessCheck } from './access'
 import { listenerPort, serveScrape, startListener, type ScrapeServer } from './listener'
 import { resolveOptions, type NetboxMetricsOptions, type ResolvedOptions } from './options'
-import { MultiprocessStore } from './multiprocess'
+import { markDefaultMetrics, MultiprocessStore } from './multiprocess'
 
 /** What `app.metrics` holds. It exists whether or not the plugin is enabled. */
 interface MetricsDecorator {
@@ -77,7 +77,7 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
   const onCollectError = (_name: string, err: unknown): void => onInternalError('collector', err)
 
   let metricsListener: () => import('node:http').Server | null = () => null
-  // The shared-directory mode (lib/multiprocess.ts): scrapes aggregate every process's files.
+  // The shared-directory mode (lib/multiprocess/): scrapes aggregate every process's files.
   let store: MultiprocessStore | undefined
   const render = async (format: ExpositionFormat): Promise<string | Buffer> =>
     store !== undefined ? await store.renderBuffer(format, onCollectError) : await renderRegistryBuffer(registry, format, onCollectError)
@@ -102,7 +102,8 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
   metrics.get('selfErrors')
   metrics.get('selfDropped')
   if (options.defaultMetrics && registry.getSingleMetric(`${options.prefix}process_cpu_user_seconds_total`) === undefined) {
-    collectDefaultMetrics({ register: registry, prefix: options.prefix })
+    // Marked as default metrics (per process in multiprocess mode, lib/multiprocess/defaults.ts).
+    markDefaultMetrics(registry, () => collectDefaultMetrics({ register: registry, prefix: options.prefix }))
   }
   registerFastifyInfo(metrics, fastify.version)
   // Standalone instrumentCache() wrappers and InstrumentedCacheAdapters count into the first
