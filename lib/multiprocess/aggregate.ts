@@ -47,8 +47,8 @@ interface AggFamily {
   nativeParts?: Map<HistogramSeries, NativePart[]>
   /** Archive histograms: the native buckets of each series that has any (from `nativeParts`). */
   natives?: Map<HistogramSeries, NativeBuckets>
-  /** Each series with its `_sum`, by the label values joined (see `slot`). */
-  index: Map<string, Slot>
+  /** Each series with its `_sum`, by its label values, one map level per label (see `slot`). */
+  index: LabelIndex
 }
 
 /** A series of an aggregate family, found by its label values. */
@@ -56,6 +56,9 @@ interface Slot {
   series: unknown
   sum: ExactSum
 }
+
+/** Slots by label values: a map per label, the last level holding the slots (a family without labels: one slot under `''`). */
+type LabelIndex = Map<string, LabelIndex | Slot>
 
 /** One foreign metric: its samples by process key (`process` kind: the freshest source's). */
 interface AggForeign {
@@ -318,18 +321,24 @@ export class Aggregate {
 
   /**
    * The series of a snapshot row (its first `n` values are the labels), created on first use.
-   * Looked up by the label values joined, without the copies `child(...labels)` needs: a
+   * Looked up label by label, without building a key or the copies `child(...labels)` needs: a
    * scrape does this for every series of every file.
    */
   private slot (agg: AggFamily, row: ReadonlyArray<unknown>, n: number): Slot {
-    let key = n === 0 ? '' : String(row[0])
-    for (let i = 1; i < n; i++) key += '\u0000' + String(row[i])
-    let slot = agg.index.get(key)
+    let level = agg.index
+    for (let i = 0; i < n - 1; i++) {
+      const label = String(row[i])
+      let next = level.get(label) as LabelIndex | undefined
+      if (next === undefined) level.set(label, next = new Map())
+      level = next
+    }
+    const last = n === 0 ? '' : String(row[n - 1])
+    let slot = level.get(last) as Slot | undefined
     if (slot === undefined) {
       const series = agg.family.child(...(row.slice(0, n) as string[]))
       slot = { series, sum: exactSum() }
       agg.sums?.set(series as HistogramSeries, slot.sum)
-      agg.index.set(key, slot)
+      level.set(last, slot)
     }
     return slot
   }
