@@ -58,7 +58,8 @@ export function familySnapshot (family: MetricFamily<unknown>, mode: GaugeMode |
     const nums = base?.nums
     if (type === 'histogram' || type === 'summary') {
       const h = s as HistogramSeries
-      row.push(encodeNumber(less(h.sum, nums?.[0])), h.count - (nums?.[1] ?? 0))
+      const sum = nums === undefined ? h.sum : less(h.sum, nums[0])
+      row.push(Number.isFinite(sum) ? sum : encodeNumber(sum), h.count - (nums?.[1] ?? 0))
       if (type === 'histogram') {
         const counts = h.counts
         for (let i = 0; i < counts.length; i++) row.push(counts[i] - (nums?.[2 + i] ?? 0))
@@ -74,8 +75,10 @@ export function familySnapshot (family: MetricFamily<unknown>, mode: GaugeMode |
         } else if (exemplars !== undefined) exemplars.push(0)
       }
     } else {
-      const v = (s as CounterSeries).value
-      row.push(encodeNumber(type === 'counter' ? less(v, nums?.[0]) : v))
+      let v = (s as CounterSeries).value
+      if (nums !== undefined && type === 'counter') v = less(v, nums[0])
+      // Finite values as they are, without a call: this runs for every series at every flush.
+      row.push(Number.isFinite(v) ? v : encodeNumber(v))
     }
     series.push(row)
   }
