@@ -25,31 +25,8 @@ const WORKERS = 8
 const FLUSHES = 5
 const FLUSH_ONLY = process.argv.includes('--flush-only')
 
-function* labelSets () {
-  for (let r = 0; r < 200; r++) for (const status of ['200', '201', '400', '404', '500']) for (const method of ['GET', 'POST']) yield [method, `/api/dcim/thing${r}/:id`, status]
-}
-
-/** One worker's store of build `dist` in `dir` (bench/multiprocess.js's `workerStore`). */
-function workerStore (dist, dir, w) {
-  const { Registry } = require('prom-client')
-  const { MetricSet, DEFAULT_LATENCY_BUCKETS, DEFAULT_SIZE_BUCKETS } = require(join(dist, 'lib/metrics.js'))
-  const { MultiprocessStore } = require(join(dist, 'lib/multiprocess'))
-  const { resolveOptions } = require(join(dist, 'lib/options.js'))
-  const buckets = { latency: DEFAULT_LATENCY_BUCKETS, size: DEFAULT_SIZE_BUCKETS }
-  const nativeHistograms = NATIVE ? resolveOptions({ nativeHistograms: true }).nativeHistograms : null
-  const registry = new Registry()
-  const metrics = new MetricSet({ registry, prefix: '', buckets, maxSeriesPerMetric: 10000, nativeHistograms })
-  const requests = metrics.get('httpRequests')
-  const duration = metrics.get('httpDuration')
-  const n = NATIVE ? 10 : 1
-  for (const l of labelSets()) {
-    requests.child(...l).value += w + 1
-    const series = duration.child(...l)
-    if (n === 1) series.observe(0.003 * (w + 1))
-    else for (let j = 0; j < n; j++) series.observe(0.001 * 1000 ** (j / (n - 1)) * (1 + w / 10))
-  }
-  return MultiprocessStore.acquire({ registry, prefix: '', buckets, nativeHistograms, config: { dir, flushIntervalMs: 3_600_000, source: 'bench' }, onError: (c, e) => { throw e } })
-}
+/** One worker's store of build `dist` in `dir` (bench/multiprocess.js's). */
+const workerStore = (dist, dir, w) => require('./multiprocess').workerStore(dir, w, { native: NATIVE, observations: NATIVE ? 10 : 1 }, dist)
 
 /** CPU milliseconds of `fn()`. */
 async function cpu (fn) {
