@@ -101,9 +101,10 @@ export type ExemplarSnapshot = [number, string, string, StoredNumber, number]
 
 /**
  * A metric of a live process only, one series per process with a `pid` label: the client's
- * default metrics (one value per process, however many registries report it). Files of
- * version 1 also hold the application's gauges here (`kind: 'gauge'`, summed over the
- * registries of the process).
+ * default metrics (`kind: 'process'`, one value per process, however many registries report it),
+ * and application metrics of a type other than counter, gauge, histogram and summary (`kind:
+ * 'gauge'`, summed over the registries of the process; in files of version 1, the application's
+ * gauges too).
  */
 export interface ForeignSnapshot {
   name: string

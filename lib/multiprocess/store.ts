@@ -52,7 +52,7 @@ const HANDED_OVER = new WeakMap<Registry, Baseline>()
 interface RegistryParts {
   /** The application's metrics. */
   app: FamilySnapshot[]
-  /** The client's default metrics, per process. */
+  /** The client's default metrics, and app metrics of another type than the four, per process. */
   foreign: ForeignSnapshot[]
   /** Metrics with a `collect()` callback: the scraping process's own values, never written. */
   local: ForeignSnapshot[]
@@ -267,7 +267,8 @@ export class MultiprocessStore {
         if (mode === 'omit') return undefined
         const got = await metric.get()
         const type = String(got.type)
-        if (type !== 'counter' && type !== 'gauge' && type !== 'histogram' && type !== 'summary') return undefined
+        // Another type (a hand-made metric object, `untyped`): per live process, as it is.
+        if (type !== 'counter' && type !== 'gauge' && type !== 'histogram' && type !== 'summary') return (): void => { parts.foreign.push(foreignOf(got, 'gauge')) }
         return (): void => { parts.app.push(appFamilySnapshot(metric, got, mode, baseline?.get(got.name))) }
       } catch (err) {
         if (onCollectError !== undefined) onCollectError(name, err)
