@@ -131,3 +131,13 @@ t.test('a store acquired while the previous one of its registry is handing over 
   await second.release()
   t.equal(requestsTotal(await second.render('prometheus'), '/x'), 5, 'all in the archive, once')
 })
+
+t.test('an app metric of a type other than counter, gauge, histogram and summary stays per live process', async (t) => {
+  const dir = tempDir(t)
+  const a = await app(dir, { defaultMetrics: false })
+  t.teardown(async () => { await a.close() })
+  const values = { name: 'legacy_things', help: 'A hand-made metric object.', type: 'untyped', aggregator: 'sum', values: [{ labels: { kind: 'x' }, value: 4 }] }
+  a.metrics.registry.registerMetric({ name: values.name, help: values.help, type: 'untyped', aggregator: 'sum', get: async () => values } as never)
+  const s = samples(await scrape(a))
+  t.equal(s.get(`legacy_things{pid="${process.pid}",kind="x"}`), 4, 'as it is, with the process\'s pid')
+})
