@@ -4,15 +4,14 @@
  * by bucket, `_sum`s exactly (`exact.ts`), native buckets merged exactly (`../native.ts`); gauges
  * of live processes by their mode.
  */
-import { Registry, type MetricValue, type MetricValueWithName } from 'prom-client'
-import { BaseSeries, CounterFamily, GaugeFamily, HistogramFamily, MetricFamily, type CounterSeries, type FamilyType, type GaugeSeries, type HistogramSeries } from '../families'
+import { Registry, type MetricValueWithName } from 'prom-client'
+import { CounterFamily, GaugeFamily, HistogramFamily, type CounterSeries, type GaugeSeries, type HistogramSeries, type MetricFamily } from '../families'
 import type { NativeBuckets, NativeHistogramConfig, NativeSnapshot } from '../native'
-import { PB, type ProtoWriter } from '../protobuf'
-import type { ExpositionWriter } from '../writer'
 import type { GaugeMode } from './config'
 import { addExact, addToSum, exactSum, sumValue, type ExactSum } from './exact'
 import { countOf, decodeNumber, encodeNumber, nativeRow, withSharedZeroThreshold, type FamilySnapshot, type ForeignSnapshot } from './format'
 import { archiveNative, familySnapshot } from './snapshot'
+import { SummaryFamily, type SummarySeries } from './summary'
 
 function sameArray (a: readonly unknown[], b: readonly unknown[]): boolean {
   if (a.length !== b.length) return false
@@ -110,59 +109,6 @@ function addExemplars (h: HistogramSeries, list: readonly unknown[]): void {
     h.exemplars ??= new Array(h.counts.length).fill(undefined)
     const prev = h.exemplars[i]
     if (prev === undefined || timestampMs > prev.timestampMs) h.exemplars[i] = { traceId, spanId, value, timestampMs }
-  }
-}
-
-/** One series of an application's Summary in multiprocess mode: `_sum` and `_count`. */
-class SummarySeries extends BaseSeries {
-  sum = 0
-  count = 0
-}
-
-/**
- * An application's Summary summed over processes: `_sum` and `_count` only (quantiles cannot be
- * combined, as with prometheus_client's multiprocess mode).
- */
-class SummaryFamily extends MetricFamily<SummarySeries> {
-  readonly type = 'summary' as unknown as FamilyType
-  protected create (values: readonly string[]): SummarySeries {
-    return new SummarySeries(this.labelNames, values)
-  }
-
-  protected values (): Array<MetricValue<string>> {
-    const out: Array<MetricValueWithName<string>> = []
-    for (const s of this.entries()) {
-      out.push({ metricName: `${this.name}_sum`, labels: { ...s.labels }, value: s.sum })
-      out.push({ metricName: `${this.name}_count`, labels: { ...s.labels }, value: s.count })
-    }
-    return out
-  }
-
-  renderSamples (w: ExpositionWriter, sampleName: string, from = 0, to = Infinity): void {
-    const end = Math.min(to, this.size)
-    for (let i = from; i < end; i++) {
-      const s = this.at(i)
-      const labels = s.labelText === '' ? '' : `{${s.labelText}}`
-      w.text(`${sampleName}_sum${labels} `)
-      w.number(s.sum)
-      w.text(`\n${sampleName}_count${labels} `)
-      w.number(s.count)
-      w.text('\n')
-    }
-  }
-
-  encodeSeries (w: ProtoWriter, from = 0, to = Infinity): void {
-    const end = Math.min(to, this.size)
-    for (let i = from; i < end; i++) {
-      const s = this.at(i)
-      const metric = w.begin(PB.family.metric)
-      w.raw(s.protoLabels)
-      const at = w.begin(PB.metric.summary)
-      w.uint(PB.summary.count, s.count)
-      w.double(PB.summary.sum, s.sum)
-      w.end(at)
-      w.end(metric)
-    }
   }
 }
 

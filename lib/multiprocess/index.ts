@@ -12,7 +12,7 @@
  * - `format.ts`    the file format (versioned), its reader and writer side by side
  * - `files.ts`     the directory's I/O: checks, atomic writes, reads
  * - `snapshot.ts`  what a process writes (pure)
- * - `exact.ts`, `aggregate.ts`  the sums across processes, classic and native (pure)
+ * - `exact.ts`, `aggregate.ts`, `summary.ts`  the sums across processes, classic and native (pure)
  * - `defaults.ts`  which metrics are the client's default metrics (per process), by what they are
  * - `archive.ts`   the archive of exited processes and its lock
  * - `exit.ts`      exit and signal handling
