@@ -32,6 +32,8 @@ t.test('app metrics named process_* and nodejs_* are the app\'s; the default met
   const check = (s: Map<string, number>, label: string, jobs: number, gauges: Record<string, number | undefined>, live: Started[]): void => {
     t.equal(s.get('process_jobs_total{queue="mail"}'), jobs, `${label}: process_jobs_total summed over every process, alive and exited`)
     t.equal(s.get('nodejs_jobs_total{queue="mail"}'), jobs, `${label}: nodejs_jobs_total too`)
+    t.equal(s.get('process_jobs_max_total{queue="mail"}'), jobs, `${label}: a counter with aggregator max is summed too (a max would go down when a process exits)`)
+    t.equal([...s.keys()].filter((k) => k.startsWith('nodejs_jobs_omit_total')).length, 0, `${label}: a counter with aggregator omit is left out`)
     t.same(['1', '10', '+Inf'].map((le) => s.get(`process_job_seconds_bucket{queue="mail",le="${le}"}`)), [0, jobs, jobs], `${label}: process_job_seconds buckets`)
     t.equal(s.get('process_job_seconds_sum{queue="mail"}'), 5 * jobs, `${label}: process_job_seconds_sum`)
     t.equal(s.get('process_job_seconds_count{queue="mail"}'), jobs, `${label}: process_job_seconds_count`)
