@@ -88,13 +88,14 @@ async function throughput (dir) {
 /**
  * The store of one worker (number `w`) in `dir`: 2,000 label sets in http_requests_total and
  * http_request_duration_seconds, with values that differ from worker to worker. Flushes only when
- * asked (the timer interval is an hour).
+ * asked (the timer interval is an hour). `dist`: the build to load (bench/multiprocess-cpu.js
+ * compares two).
  */
-function workerStore (dir, w, spread = { native: false, observations: 1 }) {
+function workerStore (dir, w, spread = { native: false, observations: 1 }, dist = join(__dirname, '..', 'dist')) {
   const { Registry } = require('prom-client')
-  const { MetricSet, DEFAULT_LATENCY_BUCKETS, DEFAULT_SIZE_BUCKETS } = require('../dist/lib/metrics.js')
-  const { MultiprocessStore } = require('../dist/lib/multiprocess.js')
-  const { resolveOptions } = require('../dist/lib/options.js')
+  const { MetricSet, DEFAULT_LATENCY_BUCKETS, DEFAULT_SIZE_BUCKETS } = require(join(dist, 'lib', 'metrics.js'))
+  const { MultiprocessStore } = require(join(dist, 'lib', 'multiprocess'))
+  const { resolveOptions } = require(join(dist, 'lib', 'options.js'))
   const buckets = { latency: DEFAULT_LATENCY_BUCKETS, size: DEFAULT_SIZE_BUCKETS }
   const nativeHistograms = spread.native ? resolveOptions({ nativeHistograms: true }).nativeHistograms : null
   const registry = new Registry()
@@ -254,5 +255,6 @@ async function main () {
   }
 }
 
+module.exports = { workerStore }
 if (process.env.ROLE === 'server') server().catch((err) => { console.error(err); process.exit(1) })
-else main().catch((err) => { console.error(err); process.exit(1) })
+else if (require.main === module) main().catch((err) => { console.error(err); process.exit(1) })

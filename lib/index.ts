@@ -16,7 +16,7 @@ import { MetricSet } from './metrics'
 import { createAccessCheck } from './access'
 import { listenerPort, serveScrape, startListener, type ScrapeServer } from './listener'
 import { resolveOptions, type NetboxMetricsOptions, type ResolvedOptions } from './options'
-import { MultiprocessStore } from './multiprocess'
+import { markDefaultMetrics, MultiprocessStore } from './multiprocess'
 
 /** What `app.metrics` holds. It exists whether or not the plugin is enabled. */
 interface MetricsDecorator {
@@ -77,7 +77,7 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
   const onCollectError = (_name: string, err: unknown): void => onInternalError('collector', err)
 
   let metricsListener: () => import('node:http').Server | null = () => null
-  // The shared-directory mode (lib/multiprocess.ts): scrapes aggregate every process's files.
+  // The shared-directory mode (lib/multiprocess/): scrapes aggregate every process's files.
   let store: MultiprocessStore | undefined
   const render = async (format: ExpositionFormat): Promise<string | Buffer> =>
     store !== undefined ? await store.renderBuffer(format, onCollectError) : await renderRegistryBuffer(registry, format, onCollectError, { created: options.createdTimestamps })
@@ -93,7 +93,7 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
   if (!options.enabled) return
   if (options.multiprocess !== null) {
     // Throws FNM_ERR_MULTIPROCESS_DIR at registration when the directory is missing or not writable.
-    const s = MultiprocessStore.acquire({ registry, config: options.multiprocess, prefix: options.prefix, buckets: options.buckets, nativeHistograms: options.nativeHistograms, onError: (component, err) => onInternalError(component, err) })
+    const s = MultiprocessStore.acquire({ registry, registryClass: options.client.Registry, config: options.multiprocess, prefix: options.prefix, buckets: options.buckets, nativeHistograms: options.nativeHistograms, onError: (component, err) => onInternalError(component, err) })
     store = s
     fastify.addHook('onClose', async function netboxMetricsReleaseStore () { await s.release() })
   }
@@ -104,9 +104,10 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
   if (options.defaultMetrics) {
     // From the registry's own client, once, when the app is ready: default metrics the app
     // registers itself after the plugin (before ready) are then the ones kept, never a clash.
+    // Marked as default metrics (per process in multiprocess mode, lib/multiprocess/defaults.ts).
     fastify.addHook('onReady', async function netboxMetricsDefaultMetrics () {
       if (registry.getSingleMetric(`${options.prefix}process_cpu_user_seconds_total`) === undefined) {
-        options.client.collectDefaultMetrics({ register: registry, prefix: options.prefix })
+        markDefaultMetrics(registry, () => options.client.collectDefaultMetrics({ register: registry, prefix: options.prefix }))
       }
     })
   }

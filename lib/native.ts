@@ -125,7 +125,7 @@ export function bucketKey (v: number, schema: number): number {
 }
 
 /**
- * Native buckets as the shared-directory files carry them (`lib/multiprocess.ts`), one flat
+ * Native buckets as the shared-directory files carry them (`lib/multiprocess/`), one flat
  * array: `[schema, zeroThreshold, zeroCount, positiveOffset, n, ...positiveCounts (n numbers),
  * negativeOffset, ...negativeCounts]`. Each side's counts run from the key `offset` (its lowest
  * populated bucket) to its highest populated bucket, one number per key, except that a run of
@@ -431,7 +431,7 @@ export class NativeBuckets {
 
   /**
    * Counts `c` observations of value `v` (finite): how the classic buckets of a source without
-   * native ones are carried over, each at a value standing for its bucket (`lib/multiprocess.ts`).
+   * native ones are carried over, each at a value standing for its bucket (`lib/multiprocess/`).
    */
   addValue (v: number, c: number): void {
     if (c === 0) return

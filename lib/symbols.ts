@@ -18,7 +18,7 @@ export function requestStateKey (): symbol {
  */
 export const kResponseState = Symbol('fastify-netbox-metrics.response.state')
 /**
- * Marks the multiprocess store's signal listener (lib/multiprocess.ts). A registered symbol, so
+ * Marks the multiprocess store's signal listener (lib/multiprocess/exit.ts). A registered symbol, so
  * that two copies of the package loaded in one process recognise each other's listener as one
  * that only cleans up, not as the application's own handler.
  */

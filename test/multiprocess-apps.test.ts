@@ -2,7 +2,7 @@
  * Multiprocess mode with several apps and the app's own metrics, in one process: two apps
  * sharing the directory expose no duplicate series (default metrics once per process); the
  * app's own Counter, Histogram and Summary survive their store and stay monotonic, its Gauge
- * counts while its process lives; collect() callbacks run for scrapes only; render() after
+ * counts (by its aggregator) while its process lives; collect() callbacks run for scrapes only; render() after
  * close() does not count the final snapshot twice; a store acquired while the previous one of
  * the same registry is still handing over does not count the hand-over twice.
  */
@@ -66,7 +66,7 @@ t.test('the app\'s own Counter, Histogram and Summary survive their store; its G
   t.equal(s.get('job_seconds_count{queue="mail"}'), 3)
   t.equal(s.get('job_bytes_sum'), 400)
   t.equal(s.get('job_bytes_count'), 2)
-  t.equal(s.get(`queue_depth{pid="${process.pid}"}`), 3, 'the app\'s gauge, one series per live process')
+  t.equal(s.get('queue_depth'), 3, 'the app\'s gauge, summed over live processes (its aggregator, prom-client\'s default: sum)')
 
   await worker.close()
   t.equal(processFiles(dir).length, 1, 'the closed store\'s file was merged into the archive')
@@ -130,4 +130,14 @@ t.test('a store acquired while the previous one of its registry is handing over 
   t.equal(requestsTotal(await second.render('prometheus'), '/x'), 5, '5 requests (8 before: the hand-over counted again)')
   await second.release()
   t.equal(requestsTotal(await second.render('prometheus'), '/x'), 5, 'all in the archive, once')
+})
+
+t.test('an app metric of a type other than counter, gauge, histogram and summary stays per live process', async (t) => {
+  const dir = tempDir(t)
+  const a = await app(dir, { defaultMetrics: false })
+  t.teardown(async () => { await a.close() })
+  const values = { name: 'legacy_things', help: 'A hand-made metric object.', type: 'untyped', aggregator: 'sum', values: [{ labels: { kind: 'x' }, value: 4 }] }
+  a.metrics.registry.registerMetric({ name: values.name, help: values.help, type: 'untyped', aggregator: 'sum', get: async () => values } as never)
+  const s = samples(await scrape(a))
+  t.equal(s.get(`legacy_things{pid="${process.pid}",kind="x"}`), 4, 'as it is, with the process\'s pid')
 })
