@@ -75,10 +75,14 @@ function serverCause (socket: Socket, watch: SocketWatch): string {
   return socket.readableEnded ? '' : PREMATURE_CLOSE
 }
 
-/** Settles a response whose connection closed before Node reported it finished. */
+/**
+ * Settles a response whose connection closed before Node reported it finished: one the app had
+ * ended counts as completed when the client left (it was sent as far as the server goes), and as
+ * ended by the server when the server closed the connection under it.
+ */
 function settleClosed (state: RequestState, cause: string, sent: boolean): void {
   if (state.done) return
-  const ending: Ending = sent && state.reply.raw.writableEnded ? COMPLETED : cause === '' ? ABORTED : SERVER_ENDED
+  const ending: Ending = cause !== '' ? SERVER_ENDED : sent && state.reply.raw.writableEnded ? COMPLETED : ABORTED
   settleAll(state, ending, cause)
 }
 
