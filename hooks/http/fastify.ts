@@ -78,11 +78,6 @@ export class FastifyInternals {
     return Array.isArray(hooks) ? hooks : null
   }
 
-  /** Whether phase timing may run: the hook arrays were not found wrong. */
-  get phasesPossible (): boolean {
-    return this.hookArraysOk !== false && this.kContext !== null
-  }
-
   /**
    * The response's Content-Length header as Fastify sent it. Fastify hands its headers to
    * res.writeHead(), where res.getHeader() cannot see them; `reply.getHeader()` reads Fastify's
