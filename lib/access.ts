@@ -105,12 +105,12 @@ interface ResolvedAuth {
   readonly fn: AuthFunction | null
 }
 
-/** Validates the `auth` option (and `METRICS_TOKEN`). */
-export function resolveAuth (value: unknown, env: NodeJS.ProcessEnv): ResolvedAuth | null {
-  if (value === undefined) {
-    const token = env[TOKEN_ENV]
-    return token === undefined || token === '' ? null : { token: digest(token), basic: null, fn: null }
-  }
+/**
+ * Validates the `auth` option, or without it `METRICS_TOKEN` as read through the options' one rule
+ * for environment variables (trimmed; unset, empty or spaces count as unset: no auth).
+ */
+export function resolveAuth (value: unknown, envToken: string | undefined): ResolvedAuth | null {
+  if (value === undefined) return envToken === undefined || envToken === '' ? null : { token: digest(envToken), basic: null, fn: null }
   if (typeof value === 'function') return { token: null, basic: null, fn: value as AuthFunction }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new FNM_ERR_OPTION_INVALID('auth', `expected { token }, { basic: { username, password } } or a function, got ${describe(value)}`)
   const o = value as Record<string, unknown>

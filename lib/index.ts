@@ -1,6 +1,6 @@
 /**
  * fastify-netbox-metrics: the Fastify plugin. Resolves the options once, decorates `app.metrics`
- * (present even when disabled), and when enabled installs the HTTP hooks (`hooks/http.ts`) and
+ * (present even when disabled), and when enabled installs the HTTP hooks (`hooks/http/`) and
  * the metrics endpoint (`lib/exposition.ts`).
  */
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
@@ -148,6 +148,8 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
     fastify.route({
       method: 'GET',
       url: options.endpoint,
+      // GET and HEAD, whatever the app's `exposeHeadRoutes` says.
+      exposeHeadRoute: true,
       config: { metrics: false },
       handler: async function netboxMetricsEndpoint (request, reply) {
         // The same shape as on the separate listener (lib/access.ts ScrapeRequest).

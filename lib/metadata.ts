@@ -1,7 +1,7 @@
 /**
  * Where the metadata families are set: `fastify_info` (always 1, with the versions of Fastify,
  * Node.js and this package as labels). `orm_info` is set by the ORM integration
- * (`hooks/orm.ts`), the migration gauges by `lib/migrations.ts`.
+ * (`hooks/orm/`), the migration gauges by `lib/migrations.ts`.
  */
 import { readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'

@@ -3,7 +3,7 @@
  * source of truth for the code, the docs' metric table and the operator's kit, and
  * `MetricSet` creates families from it into a prom-client Registry.
  *
- * Where a family is observed: HTTP in `hooks/http.ts`, ORM and database in `hooks/orm/`,
+ * Where a family is observed: HTTP in `hooks/http/`, ORM and database in `hooks/orm/`,
  * caches in `hooks/cache.ts`, metadata in `lib/metadata.ts`. Where it is exposed: `lib/exposition.ts`.
  */
 import type { PrometheusRegistry as Registry } from './client'
@@ -33,7 +33,7 @@ function spec<const S extends FamilySpec> (s: S): S {
 
 /** Every family this package can register, by key. Names are the spec's contract. */
 export const CATALOGUE = Object.freeze({
-  // HTTP (observed in hooks/http.ts)
+  // HTTP (observed in hooks/http/)
   httpReceived: spec({ group: 'http', name: 'http_requests_received_total', type: 'counter', labelNames: ['method'], help: 'Requests received, counted when their first onRequest hook runs (404s included).' }),
   httpRequests: spec({ group: 'http', name: 'http_requests_total', type: 'counter', labelNames: ['method', 'route', 'status_code'], help: 'Requests whose response was sent, by route template and status code.' }),
   httpDuration: spec({ group: 'http', name: 'http_request_duration_seconds', type: 'histogram', buckets: 'latency', labelNames: ['method', 'route', 'status_code'], help: 'Whole request lifecycle, from the first onRequest hook to the response being sent.' }),

@@ -5,7 +5,7 @@
  */
 import type { BlockList } from 'node:net'
 import { resolveClient, type PrometheusClient, type PrometheusRegistry } from './client'
-import { resolveAllow, resolveAuth, type AuthOption } from './access'
+import { resolveAllow, resolveAuth, TOKEN_ENV, type AuthOption } from './access'
 import { FNM_ERR_ENV_INVALID, FNM_ERR_OPTION_INVALID, FNM_ERR_OPTION_UNKNOWN } from './errors'
 import { DEFAULT_LATENCY_BUCKETS, DEFAULT_SIZE_BUCKETS } from './metrics'
 import { isMikroOrm } from '../hooks/orm'
@@ -330,7 +330,7 @@ export function resolveOptions (opts: unknown, env: NodeJS.ProcessEnv = process.
     migrationsTtl = v
   }
 
-  const access = Object.freeze({ auth: resolveAuth(o.auth, env), allow: resolveAllow(o.allow) })
+  const access = Object.freeze({ auth: resolveAuth(o.auth, envValue(env, TOKEN_ENV)), allow: resolveAllow(o.allow) })
   const server = resolveServer(o.server, env)
 
   const multiprocess = resolveMultiprocess(o.multiprocess, env)
@@ -381,8 +381,8 @@ function resolveNativeHistograms (value: unknown): NativeHistogramConfig | null 
 /** The directory named by PROMETHEUS_MULTIPROC_DIR or prometheus_multiproc_dir, if any. */
 export function multiprocessDirFromEnv (env: NodeJS.ProcessEnv = process.env): { dir: string, source: string } | undefined {
   for (const name of MULTIPROC_ENV_VARS) {
-    const raw = env[name]
-    if (raw !== undefined && raw.trim() !== '') return { dir: raw, source: name }
+    const dir = envValue(env, name)
+    if (dir !== undefined) return { dir, source: name }
   }
   return undefined
 }

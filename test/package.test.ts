@@ -16,7 +16,7 @@ import t from 'tap'
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { dirname, join, resolve } from 'node:path'
+import { dirname, join, relative, resolve } from 'node:path'
 import ts from 'typescript'
 import { codeBlock, codeBlocks } from './helpers/markdown'
 import { freePort, get, sleep } from './helpers/net'
@@ -99,7 +99,7 @@ t.test('npm pack from a fresh clone gives a complete package', async (t) => {
   run('tar', ['xzf', tarball, '-C', unpacked], work)
   for (const f of sources) {
     const map = JSON.parse(readFileSync(join(unpacked, 'package', 'dist', f.slice(0, -3) + '.js.map'), 'utf8')) as { sources: string[], sourcesContent?: string[] }
-    t.same({ sources: map.sources, content: map.sourcesContent }, { sources: [`../../${f}`], content: [readFileSync(join(root, f), 'utf8')] }, `${f}: map with its source`)
+    t.same({ sources: map.sources, content: map.sourcesContent }, { sources: [relative(dirname(join('dist', f)), f)], content: [readFileSync(join(root, f), 'utf8')] }, `${f}: map with its source`)
   }
   const pkg = JSON.parse(readFileSync(join(unpacked, 'package', 'package.json'), 'utf8')) as { license: string }
   t.equal(pkg.license, 'MIT')
