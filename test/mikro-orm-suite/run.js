@@ -19,7 +19,7 @@
 // the same machine reuses it; nothing outside the npm registry is reached.
 //
 // Usage: node test/mikro-orm-suite/run.js [--version 6.6.16|7.1.13] [--modes plain,instrumented]
-//          [--files substring ...] [--prepare]
+//          [--files substring ...] [--prepare] [--list]
 // Env: FNM_SUITE_PLUGIN (another build of the package, a checkout's directory), FNM_MIKRO_ORM_SOURCES
 // (the directory of the archives), FNM_CACHE_DIR.
 const { spawnSync, spawn } = require('node:child_process')
@@ -42,6 +42,7 @@ function parseArgs (argv) {
     else if (argv[i] === '--modes') out.modes = argv[++i].split(',')
     else if (argv[i] === '--files') out.files.push(argv[++i])
     else if (argv[i] === '--prepare') out.prepareOnly = true
+    else if (argv[i] === '--list') out.list = true
     else throw new Error(`unknown argument ${argv[i]}`)
   }
   return out
@@ -256,7 +257,7 @@ function proofOf (records) {
 }
 
 async function main () {
-  const { version, modes, files: filters, prepareOnly } = parseArgs(process.argv.slice(2))
+  const { version, modes, files: filters, prepareOnly, list } = parseArgs(process.argv.slice(2))
   const src = prepare(version)
   if (prepareOnly) return
   const runner = fs.existsSync(join(src, 'jest.config.js')) ? 'jest' : 'vitest'
@@ -264,6 +265,7 @@ async function main () {
   const ctx = { src, runner, plugin, config: writeConfig(src, runner), work: join(dirname(src), 'runs') }
   fs.mkdirSync(ctx.work, { recursive: true })
   const files = postgresFiles(src, filters)
+  if (list) return console.log(files.join('\n'))
   console.log(`mikro-orm-suite: MikroORM ${version} (${runner}), Node ${process.version}, ${files.length} PostgreSQL test files, package ${relative(ROOT, plugin) || plugin}, modes ${modes.join(', ')}`)
   const runs = {}
   for (const mode of modes) {
