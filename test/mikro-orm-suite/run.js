@@ -98,7 +98,12 @@ function prepare (version) {
   console.log(`mikro-orm-suite: yarn ${yarnVersion} install of MikroORM ${version} into ${relative(os.homedir(), src).startsWith('..') ? src : '~/' + relative(os.homedir(), src)} (scripts disabled)`)
   const env = { ...process.env, YARN_ENABLE_SCRIPTS: '0', YARN_NPM_REGISTRY_SERVER: REGISTRY, YARN_ENABLE_TELEMETRY: '0', YARN_ENABLE_PROGRESS_BARS: '0', YARN_ENABLE_INLINE_BUILDS: '0', COREPACK_ENABLE_STRICT: '0', CI: '1' }
   delete env.NODE_OPTIONS
-  run(process.execPath, [yarn, 'install', '--immutable', '--mode=skip-build'], { cwd: src, env, stdio: ['ignore', 'ignore', 'inherit'] })
+  const log = join(dir, 'yarn-install.log')
+  const r = spawnSync(process.execPath, [yarn, 'install', '--immutable', '--mode=skip-build'], { cwd: src, env, stdio: ['ignore', fs.openSync(log, 'w'), 'inherit'] })
+  if (r.status !== 0) {
+    console.log(fs.readFileSync(log, 'utf8').split('\n').filter((l) => /YN0001|YN0009|YN0018|YN0028|YN0035|Error|error/.test(l)).slice(-20).join('\n'))
+    throw new Error(`mikro-orm-suite: yarn install failed (${r.status ?? r.signal}); see ${log}`)
+  }
   // skip-build: no install scripts, also for the packages upstream marks `built: true` (native
   // sqlite builds; the PostgreSQL tests need none). The yarn cache (zips) is not needed after.
   fs.rmSync(join(src, '.yarn', 'cache'), { recursive: true, force: true })
