@@ -12,7 +12,7 @@
  * so does the package (lib/migrations.ts); from this checkout they would be the root's 6.6.16.
  */
 import { createRequire } from 'node:module'
-import { join } from 'node:path'
+import { join, sep } from 'node:path'
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 
@@ -47,20 +47,19 @@ export function loadOrm (major: 6 | 7, { migrations = false }: { migrations?: bo
   const [nodeMajor, nodeMinor] = process.versions.node.split('.').map(Number)
   if (major === 7 && (nodeMajor < 22 || (nodeMajor === 22 && nodeMinor < 17))) return `MikroORM 7 needs Node >= 22.17, this is ${process.versions.node}`
   const dir = installDir(major)
-  if (dir === process.env.FNM_MIKRO_ORM_DIR && process.cwd() !== dir) process.chdir(dir)
   const req = createRequire(join(dir, 'node_modules', 'noop.js'))
+  // Node's resolution climbs to the parent directories (a fixture's to this checkout's
+  // node_modules, MikroORM 6.6.16): only what is installed in `dir` counts.
+  const own = (id: string): boolean => { try { return req.resolve(id).startsWith(join(dir, 'node_modules') + sep) } catch { return false } }
+  for (const id of ['@mikro-orm/core/package.json', '@mikro-orm/postgresql']) if (!own(id)) return `${id.replace('/package.json', '')} is not installed in ${dir}`
   const version: string = req('@mikro-orm/core/package.json').version
   if (Number(version.split('.')[0]) !== major) return `FNM_MIKRO_ORM_DIR=${dir} holds MikroORM ${version}, this file tests MikroORM ${major}`
-  let migrationsModule: any
-  try {
-    migrationsModule = req('@mikro-orm/migrations')
-  } catch (err) {
-    if (migrations) return `@mikro-orm/migrations is not installed beside MikroORM ${version} in ${dir}: ${(err as Error).message.split('\n')[0]}`
-  }
+  if (migrations && !own('@mikro-orm/migrations')) return `@mikro-orm/migrations is not installed beside MikroORM ${version} in ${dir}`
+  if (dir === process.env.FNM_MIKRO_ORM_DIR && process.cwd() !== dir) process.chdir(dir)
   const driver = createRequire(req.resolve('@mikro-orm/postgresql'))
   return {
     lib: { ...req('@mikro-orm/postgresql'), __version: version },
-    migrations: migrationsModule,
+    migrations: own('@mikro-orm/migrations') ? req('@mikro-orm/migrations') : undefined,
     pg: driver('pg'),
     version,
     resolve: (id) => req.resolve(id)
