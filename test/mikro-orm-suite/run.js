@@ -21,7 +21,13 @@
 // Usage: node test/mikro-orm-suite/run.js [--version 6.6.16|7.1.13] [--modes plain,instrumented]
 //          [--files substring ...] [--prepare] [--list]
 // Env: FNM_SUITE_PLUGIN (another build of the package, a checkout's directory), FNM_MIKRO_ORM_SOURCES
-// (the directory of the archives), FNM_CACHE_DIR.
+// (the directory of the archives), FNM_CACHE_DIR, FNM_MO_ISOLATE=0 (no private servers),
+// FNM_MO_PG_BIN (the PostgreSQL binaries for them).
+//
+// As root with `unshare`, the two modes run at the same time, each in a network namespace of its
+// own with a private PostgreSQL on 127.0.0.1:5432 (private-pg.js): the upstream files use fixed
+// database names, and jest/vitest run them one at a time, so one run keeps one core busy. Without
+// that, they run one after the other on the machine's server.
 const { spawnSync, spawn } = require('node:child_process')
 const crypto = require('node:crypto')
 const fs = require('node:fs')
@@ -134,6 +140,25 @@ function postgresFiles (src, filters) {
   return filters.length === 0 ? out : out.filter((f) => filters.some((s) => f.includes(s)))
 }
 
+/**
+ * The PostgreSQL binaries for private servers (private-pg.js), or undefined when the two runs
+ * must share the machine's server one after the other: not root, no `unshare -n`, no binaries,
+ * or FNM_MO_ISOLATE=0.
+ */
+function privatePg () {
+  if (process.env.FNM_MO_ISOLATE === '0' || process.getuid?.() !== 0) return undefined
+  let bin = process.env.FNM_MO_PG_BIN
+  if (bin === undefined) {
+    const base = '/usr/lib/postgresql'
+    const versions = fs.existsSync(base) ? fs.readdirSync(base).filter((v) => fs.existsSync(join(base, v, 'bin', 'initdb'))).sort((a, b) => Number(b) - Number(a)) : []
+    if (versions.length === 0) return undefined
+    bin = join(base, versions[0], 'bin')
+  }
+  const probe = spawnSync('unshare', ['-n', 'ip', 'link', 'set', 'lo', 'up'], { stdio: 'ignore' })
+  if (probe.status !== 0 || spawnSync('runuser', ['-u', 'postgres', '--', 'true'], { stdio: 'ignore' }).status !== 0) return undefined
+  return bin
+}
+
 /** Writes the runner config beside upstream's: its config without globalSetup, our setup file last. */
 function writeConfig (src, runner) {
   fs.mkdirSync(join(src, 'tests', 'fnm'), { recursive: true })
@@ -194,7 +219,10 @@ function runSuite (ctx, mode, files, label = mode) {
   const t0 = process.hrtime.bigint()
   return new Promise((resolve, reject) => {
     const fd = fs.openSync(log, 'w')
-    const child = spawn(process.execPath, args, { cwd: ctx.src, env, stdio: ['ignore', fd, fd] })
+    if (ctx.pgBin !== undefined) env.FNM_MO_PG_BIN = ctx.pgBin
+    const child = ctx.pgBin === undefined
+      ? spawn(process.execPath, args, { cwd: ctx.src, env, stdio: ['ignore', fd, fd] })
+      : spawn('unshare', ['-n', process.execPath, join(HERE, 'private-pg.js'), process.execPath, ...args], { cwd: ctx.src, env, stdio: ['ignore', fd, fd] })
     child.on('error', reject)
     child.on('exit', (code, signal) => {
       fs.closeSync(fd)
@@ -215,6 +243,16 @@ function runSuite (ctx, mode, files, label = mode) {
       resolve({ seconds, results, fileFailures, proofs, files: json.testResults.length, log })
     })
   })
+}
+
+/** A directory of this invocation's results and logs (runs/<time>-<pid>); keeps the last five. */
+function newWorkDir (runs) {
+  fs.mkdirSync(runs, { recursive: true })
+  const old = fs.readdirSync(runs).filter((d) => /^\d{4}-/.test(d)).sort()
+  for (const d of old.slice(0, Math.max(0, old.length - 4))) fs.rmSync(join(runs, d), { recursive: true, force: true })
+  const dir = join(runs, `${new Date().toISOString().replace(/[:.]/g, '-')}-${process.pid}`)
+  fs.mkdirSync(dir)
+  return dir
 }
 
 /** allowlist.txt: `version | file | test path | why`, version being 6.6.16, 7.1.13 or both. */
@@ -267,16 +305,20 @@ async function main () {
   if (prepareOnly) return
   const runner = fs.existsSync(join(src, 'jest.config.js')) ? 'jest' : 'vitest'
   const plugin = require.resolve(process.env.FNM_SUITE_PLUGIN || ROOT)
-  const ctx = { src, runner, plugin, config: writeConfig(src, runner), work: join(dirname(src), 'runs') }
-  fs.mkdirSync(ctx.work, { recursive: true })
+  const ctx = { src, runner, plugin, config: writeConfig(src, runner), work: newWorkDir(join(dirname(src), 'runs')), pgBin: privatePg() }
   const files = postgresFiles(src, filters)
   if (list) return console.log(files.join('\n'))
   console.log(`mikro-orm-suite: MikroORM ${version} (${runner}), Node ${process.version}, ${files.length} PostgreSQL test files, package ${relative(ROOT, plugin) || plugin}, modes ${modes.join(', ')}`)
+  console.log(ctx.pgBin !== undefined
+    ? `mikro-orm-suite: the modes run at once, each in a network namespace with a PostgreSQL of its own on 127.0.0.1:5432 (${ctx.pgBin}; FNM_MO_ISOLATE=0: one after the other on the machine's server)`
+    : 'mikro-orm-suite: the modes run one after the other on the PostgreSQL at 127.0.0.1:5432 (no unshare -n or PostgreSQL binaries for private servers)')
   const runs = {}
-  for (const mode of modes) {
+  const runMode = async (mode) => {
     runs[mode] = await runSuite(ctx, mode, files)
     console.log(`mikro-orm-suite: ${mode}: ${runs[mode].seconds.toFixed(0)} s, ${tally(runs[mode])} (log: ${runs[mode].log})`)
   }
+  if (ctx.pgBin !== undefined) await Promise.all(modes.map(runMode))
+  else for (const mode of modes) await runMode(mode)
   let failed = false
   if (runs.instrumented !== undefined) {
     const [text, problems] = proofOf(runs.instrumented.proofs)
@@ -289,8 +331,9 @@ async function main () {
     const again = [...new Set(diffs.map((d) => d.file))]
     if (again.length > 0) {
       console.log(`mikro-orm-suite: confirming ${diffs.length} difference(s) in ${again.length} file(s): running them again`)
-      const plain2 = await runSuite(ctx, 'plain', again, 'plain-again')
-      const inst2 = await runSuite(ctx, 'instrumented', again, 'instrumented-again')
+      const [plain2, inst2] = ctx.pgBin !== undefined
+        ? await Promise.all([runSuite(ctx, 'plain', again, 'plain-again'), runSuite(ctx, 'instrumented', again, 'instrumented-again')])
+        : [await runSuite(ctx, 'plain', again, 'plain-again'), await runSuite(ctx, 'instrumented', again, 'instrumented-again')]
       diffs = diffs.filter((d) => plain2.results.get(d.key)?.outcome === 'pass' && inst2.results.get(d.key)?.outcome !== 'pass')
     }
     const allowlist = readAllowlist(version)
