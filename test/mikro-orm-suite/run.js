@@ -198,6 +198,16 @@ export default { ...base, test };
   return 'fnm.vitest.config.mts'
 }
 
+// The runs in progress: stopped (and their private servers with them) when this process is.
+const children = new Set()
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    for (const c of children) c.kill(signal)
+    process.exitCode = 1
+    setTimeout(() => process.exit(1), 10000).unref()
+  })
+}
+
 /**
  * Runs the files once in `mode`; resolves with { seconds, results: Map<"file › test path",
  * {file, outcome, error}>, proof: [per-file records] }.
@@ -223,8 +233,10 @@ function runSuite (ctx, mode, files, label = mode) {
     const child = ctx.pgBin === undefined
       ? spawn(process.execPath, args, { cwd: ctx.src, env, stdio: ['ignore', fd, fd] })
       : spawn('unshare', ['-n', process.execPath, join(HERE, 'private-pg.js'), process.execPath, ...args], { cwd: ctx.src, env, stdio: ['ignore', fd, fd] })
+    children.add(child)
     child.on('error', reject)
     child.on('exit', (code, signal) => {
+      children.delete(child)
       fs.closeSync(fd)
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9
       if (!fs.existsSync(out)) return reject(new Error(`mikro-orm-suite: ${mode} run wrote no results (exit ${code ?? signal}); see ${log}`))
