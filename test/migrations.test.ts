@@ -1,8 +1,11 @@
 import t from 'tap'
 import { migrationsSuite } from './helpers/migrations-suite'
+import { loadOrm } from './helpers/orm-lib'
 
-// MikroORM 6 (root devDependencies, @mikro-orm/migrations 6.6.16).
-migrationsSuite(t, require('@mikro-orm/postgresql'), require('@mikro-orm/migrations'), 6)
+// MikroORM 6 (root devDependencies, @mikro-orm/migrations 6.6.16, or FNM_MIKRO_ORM_DIR).
+const mo = loadOrm(6, { migrations: true })
+if (typeof mo === 'string') t.plan(0, mo)
+else migrationsSuite(t, mo.lib, mo.migrations, 6)
 
 t.test('migrationsTtl: validated, default 60000', async (t) => {
   const { resolveOptions } = require('../lib/options')
@@ -11,7 +14,7 @@ t.test('migrationsTtl: validated, default 60000', async (t) => {
   for (const bad of [-1, '10', Number.NaN, Infinity]) t.throws(() => resolveOptions({ migrationsTtl: bad }), { code: 'FNM_ERR_OPTION_INVALID' })
 })
 
-t.test('MikroORM 6: @mikro-orm/migrations installed and a migrations folder, no Migrator in extensions', async (t) => {
+if (typeof mo !== 'string') t.test('MikroORM 6: @mikro-orm/migrations installed and a migrations folder, no Migrator in extensions', async (t) => {
   const { mkdtempSync, rmSync, writeFileSync } = require('node:fs')
   const { tmpdir } = require('node:os')
   const { join } = require('node:path')
@@ -19,13 +22,13 @@ t.test('MikroORM 6: @mikro-orm/migrations installed and a migrations folder, no 
   const netboxMetrics = require('../lib/index').default
   const { startDatabase } = require('../examples/db')
   const { entities, sample } = require('./helpers/orm-suite')
-  const lib = require('@mikro-orm/postgresql')
+  const { lib, resolve } = mo
   const db = await startDatabase()
   t.teardown(() => db.stop())
   const dir = mkdtempSync(join(tmpdir(), 'fnm-migrations-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   writeFileSync(join(dir, 'Migration20260101000001.js'), `'use strict'
-const { Migration } = require(${JSON.stringify(require.resolve('@mikro-orm/migrations'))})
+const { Migration } = require(${JSON.stringify(resolve('@mikro-orm/migrations'))})
 class Migration20260101000001 extends Migration { async up () { this.addSql('create table mig_a (id int)') } }
 exports.Migration20260101000001 = Migration20260101000001
 `)

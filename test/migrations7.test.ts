@@ -1,12 +1,8 @@
 import t from 'tap'
-import { join } from 'node:path'
 import { migrationsSuite } from './helpers/migrations-suite'
+import { loadOrm } from './helpers/orm-lib'
 
-// MikroORM 7 (test/fixtures/orm7, with @mikro-orm/migrations 7.2.1); needs Node >= 22.17.
-const [major, minor] = process.versions.node.split('.').map(Number)
-if (major < 22 || (major === 22 && minor < 17)) {
-  t.plan(0, `MikroORM 7 needs Node >= 22.17, this is ${process.versions.node}`)
-} else {
-  const base = join(__dirname, 'fixtures', 'orm7', 'node_modules', '@mikro-orm')
-  migrationsSuite(t, require(join(base, 'postgresql')), require(join(base, 'migrations')), 7)
-}
+// MikroORM 7 (test/fixtures/orm7, with @mikro-orm/migrations 7.2.1, or FNM_MIKRO_ORM_DIR); needs Node >= 22.17.
+const orm = loadOrm(7, { migrations: true })
+if (typeof orm === 'string') t.plan(0, orm)
+else migrationsSuite(t, orm.lib, orm.migrations, 7)

@@ -1,12 +1,8 @@
 import t from 'tap'
-import { join } from 'node:path'
 import { truthSuite } from './helpers/orm-truth'
+import { loadOrm } from './helpers/orm-lib'
 
-// MikroORM 7 (test/fixtures/orm7; its driver loads the fixture's `pg`). Needs Node >= 22.17.
-const [major, minor] = process.versions.node.split('.').map(Number)
-if (major < 22 || (major === 22 && minor < 17)) {
-  t.plan(0, `MikroORM 7 needs Node >= 22.17, this is ${process.versions.node}`)
-} else {
-  const modules = join(__dirname, 'fixtures', 'orm7', 'node_modules')
-  truthSuite(t, require(join(modules, '@mikro-orm', 'postgresql')), require(join(modules, 'pg')))
-}
+// MikroORM 7 (test/fixtures/orm7, or FNM_MIKRO_ORM_DIR; its driver loads that install's `pg`). Needs Node >= 22.17.
+const orm = loadOrm(7)
+if (typeof orm === 'string') t.plan(0, orm)
+else truthSuite(t, orm.lib, orm.pg)
