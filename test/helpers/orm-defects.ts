@@ -12,14 +12,6 @@ import { appFor, entities, initOrm, sample, entityWrites } from './orm-suite'
 type Any = any
 type T = Any
 
-/** Loads `@mikro-orm/postgresql` from `dir/node_modules` (or the root), with its core version as `__version`. */
-export function loadMikroOrm (dir: string | undefined): Any {
-  const base = dir === undefined || dir === '' ? '' : `${dir}/node_modules/`
-  const lib = { ...require(`${base}@mikro-orm/postgresql`) }
-  lib.__version = require(`${base}@mikro-orm/core/package.json`).version
-  return lib
-}
-
 /** Runs the regression cases against `lib`. */
 export function defectSuite (t: T, lib: Any): void {
   let db: { url: string, stop: () => Promise<void> }
