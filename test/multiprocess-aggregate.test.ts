@@ -5,6 +5,7 @@
  * `_sum` exactly, across the archive too) and gauges by their mode.
  */
 import t from 'tap'
+import { Registry } from 'prom-client'
 import { Aggregate } from '../lib/multiprocess/aggregate'
 import { addToSum, exactSum, sumValue } from '../lib/multiprocess/exact'
 import { decodeNumber, encodeNumber, parseSnapshot, serializeSnapshot, type FamilySnapshot, type ProcessSnapshot } from '../lib/multiprocess/format'
@@ -56,7 +57,7 @@ function fam (f: Partial<FamilySnapshot> & Pick<FamilySnapshot, 'name' | 'type' 
 
 /** The exposition of an aggregate, as samples. */
 async function render (agg: Aggregate): Promise<Map<string, number>> {
-  const registry = agg.toRegistry(undefined)
+  const registry = agg.toRegistry(undefined, Registry)
   return samples(await registry.metrics())
 }
 

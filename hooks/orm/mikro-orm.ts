@@ -138,7 +138,7 @@ export class MikroOrmAccess {
     }
     this.pools = pools
 
-    const uow = orm.em.getUnitOfWork?.()
+    const uow = orm.em.getUnitOfWork?.(false)
     this.flushes = isFn(uow?.getChangeSets) && isFn(uow?.getCollectionUpdates)
     if (!this.flushes) this.missing.push('UnitOfWork.getChangeSets()/getCollectionUpdates() (orm_entity_* of flushes left out)')
   }

@@ -150,6 +150,22 @@ export function defectSuite (t: T, lib: Any): void {
     t.equal(sample(b, 'orm_entity_inserts_total', { context: 'b', entity: 'Site' }), undefined, 'nothing for b, which wrote nothing')
   })
 
+  t.test('an ORM with MikroORM\'s default allowGlobalContext (false) is attached without touching the global context, and counts', async (t: T) => {
+    const strict = await lib.MikroORM.init({ clientUrl: db.url, entities: entities(lib).schemas, debug: false, contextName: 'strict', subscribers: [new MetricsSubscriber()] })
+    t.teardown(async () => { await strict.close(true) })
+    const app = Fastify()
+    t.teardown(() => app.close())
+    await app.register(netboxMetrics, { enabled: true, defaultMetrics: false, orm: strict })
+    t.throws(() => strict.em.getUnitOfWork(), /global EntityManager/, 'the global context is still refused to the app, as MikroORM does')
+    const S = strict.getMetadata().find('Site').class
+    const em = strict.em.fork()
+    em.persist(Object.assign(new S(), { name: 'strict-1' }))
+    await em.flush()
+    const b = (await app.inject('/metrics')).body
+    t.equal(sample(b, 'orm_entity_inserts_total', { context: 'strict', entity: 'Site' }), 1)
+    t.equal(sample(b, 'metrics_errors_total', { component: 'orm' }), 0)
+  })
+
   t.test('6: implicitTransactions false: M:N pivot rows are not counted as an entity', async (t: T) => {
     class Post { id!: number; title!: string; labels: Any }
     class Label { id!: number; name!: string }
