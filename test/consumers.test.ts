@@ -15,12 +15,12 @@
  * build (`npm run build` first, as `npm test` does).
  */
 import t from 'tap'
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { codeBlock } from './helpers/markdown'
-import { freePort, get, sleep } from './helpers/net'
+import { freePort, get, sleep, waitFor } from './helpers/net'
 import { decodeDelimited, PROMETHEUS_PROTOBUF_ACCEPT } from './helpers/protobuf'
 
 const root = resolve(__dirname, '..')
@@ -120,20 +120,6 @@ function makeProject (kind: Kind): { dir: string, install: Promise<string> } {
   })
   install.catch(() => {})
   return { dir, install }
-}
-
-async function waitFor (url: string, child: ChildProcess, output: () => string): Promise<void> {
-  const deadline = Date.now() + 20000
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`exited with ${child.exitCode}: ${output()}`)
-    try {
-      await get(url, 1000)
-      return
-    } catch (err) {
-      if (Date.now() > deadline) throw new Error(`${url} did not answer: ${String(err)} ${output()}`)
-      await sleep(100)
-    }
-  }
 }
 
 /** Starts the compiled app; resolves with its base URL and a stop function. */

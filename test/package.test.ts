@@ -13,13 +13,13 @@
  * cache is cold.
  */
 import t from 'tap'
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
 import ts from 'typescript'
 import { codeBlock, codeBlocks } from './helpers/markdown'
-import { freePort, get, sleep } from './helpers/net'
+import { freePort, get, waitFor } from './helpers/net'
 
 const root = resolve(__dirname, '..')
 const work = mkdtempSync(join(tmpdir(), 'fnm-package-'))
@@ -208,20 +208,6 @@ const projects = Object.fromEntries(FLAVOURS.map((f) => [f, project(f)])) as Rec
 // Both TypeScript projects compile at once, while the tests before them run.
 const compiled = { 'ts-esm': tsc(join(consumer, 'ts-esm')), 'ts-cjs': tsc(join(consumer, 'ts-cjs')) }
 
-async function waitFor (url: string, child: ChildProcess, output: () => string): Promise<void> {
-  const deadline = Date.now() + 15000
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`exited with ${child.exitCode}: ${output()}`)
-    try {
-      await get(url, 1000)
-      return
-    } catch (err) {
-      if (Date.now() > deadline) throw new Error(`${url} did not answer: ${String(err)} ${output()}`)
-      await sleep(100)
-    }
-  }
-}
-
 /** Runs a quick start program, sends it the requests of getting-started, and scrapes it. */
 async function exercise (t: Tap.Test, entry: string, port: number): Promise<void> {
   const child = spawn(process.execPath, [entry], { cwd: dirname(entry), env: { ...env, QUICKSTART_PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] })
@@ -231,7 +217,7 @@ async function exercise (t: Tap.Test, entry: string, port: number): Promise<void
   const exited = new Promise((resolve) => child.on('close', resolve))
   try {
     const base = `http://127.0.0.1:${port}`
-    await waitFor(`${base}/health`, child, () => output)
+    await waitFor(`${base}/health`, child, () => output, 15000)
     t.same(await get(`${base}/api/dcim/devices/1`), { status: 200, body: '{"id":"1"}' })
     t.same(await get(`${base}/health`), { status: 200, body: 'ok' })
     const metrics = await get(`${base}/metrics`)

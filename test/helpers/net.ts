@@ -1,4 +1,5 @@
-/** Test helpers for tests that start real servers: a free port, a plain GET, a sleep. */
+/** Test helpers for tests that start real servers: a free port, a plain GET, a sleep, waiting for a child's server. */
+import type { ChildProcess } from 'node:child_process'
 import http from 'node:http'
 import { createServer } from 'node:net'
 
@@ -32,3 +33,18 @@ export function get (url: string, timeoutMs = 5000, headers: http.OutgoingHttpHe
 
 /** Resolves after `ms` milliseconds. */
 export const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Resolves when `url` answers a GET; rejects when `child` exits first or after `timeoutMs` (with `output()` in the message). */
+export async function waitFor (url: string, child: ChildProcess, output: () => string, timeoutMs = 20000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`exited with ${child.exitCode}: ${output()}`)
+    try {
+      await get(url, 1000)
+      return
+    } catch (err) {
+      if (Date.now() > deadline) throw new Error(`${url} did not answer: ${String(err)} ${output()}`)
+      await sleep(100)
+    }
+  }
+}
