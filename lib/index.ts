@@ -101,18 +101,19 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
   // The package's own alert counters exist from the start, every series at 0 (lib/metrics.ts).
   metrics.get('selfErrors')
   metrics.get('selfDropped')
-  if (options.defaultMetrics) {
-    // From the registry's own client, once, when the app is ready: default metrics the app
-    // registers itself after the plugin (before ready) are then the ones kept, never a clash.
-    // Marked as default metrics (per process in multiprocess mode, lib/multiprocess/defaults.ts).
-    fastify.addHook('onReady', async function netboxMetricsDefaultMetrics () {
-      if (registry.getSingleMetric(`${options.prefix}process_cpu_user_seconds_total`) === undefined) {
-        markDefaultMetrics(registry, () => options.client.collectDefaultMetrics({ register: registry, prefix: options.prefix }))
-      }
-    })
+  // Default metrics from the registry's own client, once: none when the app's registry already
+  // has them (the app called collectDefaultMetrics before registering the plugin). Marked as
+  // default metrics (per process in multiprocess mode, lib/multiprocess/defaults.ts). Done here,
+  // not in an onReady hook: a hook of ours would change what the app's own onReady hooks see
+  // (Fastify's hooks.on-ready test "onReady does not call done" names the hook that timed out).
+  if (options.defaultMetrics && registry.getSingleMetric(`${options.prefix}process_cpu_user_seconds_total`) === undefined) {
+    markDefaultMetrics(registry, () => options.client.collectDefaultMetrics({ register: registry, prefix: options.prefix }))
   }
-  // Start timestamps of the app's own series (lib/starts.ts): what exists when the app is ready.
-  if (store === undefined) fastify.addHook('onReady', async function netboxMetricsStarts () { await baselineStarts(registry, onCollectError) })
+  // Start timestamps of the app's own series (lib/starts.ts): what exists at registration; later
+  // series are first seen by a scrape. Not awaited: an await here would add the plugin's routes
+  // and hooks a tick later, after the app's own (Fastify's onRoute tests see that); each metric's
+  // failure goes to onCollectError.
+  if (store === undefined) void baselineStarts(registry, onCollectError)
   registerFastifyInfo(metrics, fastify.version)
   // Standalone instrumentCache() wrappers and InstrumentedCacheAdapters count into the first
   // enabled plugin still open (hooks/cache.ts, "Late binding").
