@@ -75,9 +75,10 @@ const registry = new Registry()
 const jobs = new Counter({ name: 'app_jobs_total', help: 'Jobs done', labelNames: ['kind'], registers: [registry] })
 const sizes = new Histogram({ name: 'app_payload_bytes', help: 'Payload sizes', buckets: [10, 100], registers: [registry] })
 
+collectDefaultMetrics({ register: registry })   // the app's own default metrics, before the plugin: it adds none then
+
 const app = Fastify()
 await app.register(netboxMetrics, { enabled: true, registry, createdTimestamps: true })
-collectDefaultMetrics({ register: registry })   // the app's own default metrics: the plugin adds none then
 
 app.get<{ Params: { id: string } }>('/api/dcim/devices/:id', async (request) => {
   jobs.inc({ kind: 'device' })
