@@ -234,7 +234,9 @@ const noPrometheus = existsSync(PROMETHEUS) && spawnSync(PROMETHEUS, ['--version
   : `${PROMETHEUS} is not installed (Debian: apt-get install prometheus); .ci/run installs it`
 
 t.test('a real Prometheus scrapes a node:cluster of workers over protobuf: one native histogram for all of them', { skip: noPrometheus, timeout: 180000 }, async (t) => {
-  const dir = tempDir(t)
+  // Removed by this test's own teardown once the cluster has exited (tempDir's teardown would run
+  // first, while the workers still write their last snapshots: ENOTEMPTY under load).
+  const dir = mkdtempSync(join(tmpdir(), 'fnm-mp-'))
   const tmp = mkdtempSync(join(tmpdir(), 'fnm-e2e-mp-native-'))
   const procs: Proc[] = []
   const primary = await startFixture('cluster.js', { MP_DIR: dir, FLUSH_MS: String(FLUSH_MS), WORKERS: '3', NATIVE: 'true' })
@@ -244,6 +246,7 @@ t.test('a real Prometheus scrapes a node:cluster of workers over protobuf: one n
     await Promise.race([primary.exited, sleep(5000)])
     if (t.passing() === false) for (const p of procs) console.error(`--- ${p.name} output ---\n${p.output.slice(-4000)}`)
     rmSync(tmp, { recursive: true, force: true })
+    rmSync(dir, { recursive: true, force: true })
   })
   const { proc: prom, api } = await startPrometheus(PROMETHEUS, tmp, [
     'global:',
