@@ -234,7 +234,7 @@ const noPrometheus = existsSync(PROMETHEUS) && spawnSync(PROMETHEUS, ['--version
   : `${PROMETHEUS} is not installed (Debian: apt-get install prometheus); .ci/run installs it`
 
 t.test('a real Prometheus scrapes a node:cluster of workers over protobuf: one native histogram for all of them', { skip: noPrometheus, timeout: 180000 }, async (t) => {
-  // Removed by this test's own teardown once the cluster has exited (tempDir's teardown would run
+  // Removed by this test's own teardown once the cluster has gone (tempDir's teardown would run
   // first, while the workers still write their last snapshots: ENOTEMPTY under load).
   const dir = mkdtempSync(join(tmpdir(), 'fnm-mp-'))
   const tmp = mkdtempSync(join(tmpdir(), 'fnm-e2e-mp-native-'))
@@ -246,7 +246,8 @@ t.test('a real Prometheus scrapes a node:cluster of workers over protobuf: one n
     await Promise.race([primary.exited, sleep(5000)])
     if (t.passing() === false) for (const p of procs) console.error(`--- ${p.name} output ---\n${p.output.slice(-4000)}`)
     rmSync(tmp, { recursive: true, force: true })
-    rmSync(dir, { recursive: true, force: true })
+    // A worker may still write its last snapshot after the primary has gone: retry until it is.
+    rmSync(dir, { recursive: true, force: true, maxRetries: 50, retryDelay: 200 })
   })
   const { proc: prom, api } = await startPrometheus(PROMETHEUS, tmp, [
     'global:',

@@ -12,10 +12,10 @@ const autocannon = require('autocannon') as (opts: Record<string, unknown>) => P
 
 export const FIXTURES = join(__dirname, '..', 'fixtures', 'multiprocess')
 
-/** A fresh directory, removed at teardown. */
+/** A fresh directory, removed at teardown (retried while a process still writes its last snapshot). */
 export function tempDir (t: { teardown: (fn: () => void) => void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'fnm-mp-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true, maxRetries: 50, retryDelay: 200 }))
   return dir
 }
 
