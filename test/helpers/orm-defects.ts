@@ -163,7 +163,8 @@ export function defectSuite (t: T, lib: Any): void {
     await em.flush()
     const b = (await app.inject('/metrics')).body
     t.equal(sample(b, 'orm_entity_inserts_total', { context: 'strict', entity: 'Site' }), 1)
-    t.equal(sample(b, 'metrics_errors_total', { component: 'orm' }), 0)
+    // 1 on 7.0 and 7.1: their missing getNativeClient() (test 3), nothing else.
+    t.equal(sample(b, 'metrics_errors_total', { component: 'orm' }), major === 7 && minor < 2 ? 1 : 0)
   })
 
   t.test('6: implicitTransactions false: M:N pivot rows are not counted as an entity', async (t: T) => {
