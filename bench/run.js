@@ -11,6 +11,7 @@ const steps = [
   ['paired.js', quick ? ['--rounds', '3', '--seconds', '2'] : []],
   ['latency.js', quick ? ['--rounds', '3', '--requests', '5000', '--warmup', '5000'] : []],
   ['instructions.js', quick ? ['--warmup', '5000', '--requests', '2000'] : []],
+  ['alloc.js', quick ? ['--rounds', '1', '--seconds', '2'] : []],
   ['routes.js', []],
   ['scrape.js', []],
   ['memory.js', []],
@@ -27,7 +28,7 @@ for (const [file, args] of steps) {
 execFileSync(process.execPath, [join(__dirname, 'chart.js')], { stdio: 'inherit' })
 execFileSync(process.execPath, [join(__dirname, 'report.js')], { stdio: 'inherit' })
 const summary = {}
-for (const name of ['http', 'paired', 'latency', 'instructions', 'routes', 'scrape', 'memory', 'orm', 'multiprocess', 'profile']) {
+for (const name of ['http', 'paired', 'latency', 'instructions', 'alloc', 'routes', 'scrape', 'memory', 'orm', 'multiprocess', 'profile']) {
   const p = join(__dirname, 'results', `${name}.json`)
   if (existsSync(p)) summary[name] = JSON.parse(readFileSync(p, 'utf8'))
 }

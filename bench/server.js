@@ -1,6 +1,6 @@
 'use strict'
 // One benchmark server, on PORT, route GET /item/:id.
-// MODE=bare | plugin | plugin-native | plugin-nodefault | fastify-metrics | floor | floor-nohook | defaults-only
+// MODE=bare | plugin | plugin-native | plugin-nodefault | fastify-metrics | floor | floor-nohook | defaults-only | defaults-io
 // (plugin-native: the plugin with nativeHistograms: true, native buckets beside the classic ones)
 // PLUGIN=<directory> loads the plugin from another checkout (built), to compare two versions;
 // MODE=plugin@<directory> (or plugin-native@<directory>) does the same for one server only, so
@@ -8,7 +8,7 @@
 const Fastify = require('fastify')
 
 async function main () {
-  const at = /^(plugin|plugin-native)@(.+)$/.exec(process.env.MODE || '')
+  const at = /^(plugin|plugin-native|plugin-nodefault)@(.+)$/.exec(process.env.MODE || '')
   const mode = at === null ? process.env.MODE : at[1]
   const pluginDir = at === null ? process.env.PLUGIN || '..' : require('node:path').resolve(at[2])
   const plugin = () => require(pluginDir)
@@ -24,6 +24,9 @@ async function main () {
   } else if (mode === 'defaults-only') {
     // prom-client's default metrics alone: they cost nothing per request (measured: 0.995 of bare).
     require('prom-client').collectDefaultMetrics()
+  } else if (mode === 'defaults-io') {
+    // @prometheus-io/client's default metrics alone (its event-loop utilization adds a 100 ms timer).
+    require('@prometheus-io/client').collectDefaultMetrics()
   } else if (mode === 'floor' || mode === 'floor-nohook') {
     // The least any plugin that times every request must do: two clock reads, the end of the
     // response seen the cheapest way there is, from Node's finish diagnostics channel (no listener
@@ -57,6 +60,8 @@ async function main () {
   app.get('/item/:id', async (request) => { served++; return { id: request.params.id, name: 'device', status: 'active' } })
   // CPU time per request: the parent asks for process.cpuUsage() and the count before and after a run.
   process.on('message', (m) => { if (m === 'stats') process.send({ cpu: process.cpuUsage(), served, monotonicUs: Number(process.hrtime.bigint() / 1000n) }) })
+  // Allocations and garbage collection over a window (bench/alloc.js): loaded only when asked.
+  process.on('message', (m) => { if (m === 'alloc-start' || m === 'alloc-stop') require('./alloc-probe')[m](() => served) })
   for (let i = 0; i < Number(process.env.EXTRA_ROUTES || 0); i++) app.get(`/extra/${i}/:id`, async () => 'x')
   await app.listen({ port: Number(process.env.PORT), host: '127.0.0.1' })
   // The port it listens on (PORT=0 lets the system pick a free one).

@@ -8,7 +8,8 @@
  * - ended by the server before completing: the connection closed without the client going away
  *   (a reply stream that failed mid-reply, a socket the app or the server destroyed, a
  *   `connectionTimeout`): a failure of the server, with the `type` of what ended it;
- * - aborted: the client went away first (it closed or reset the connection), and only that;
+ * - aborted: the client went away first (it closed or reset the connection, or reset its HTTP/2
+ *   stream), and only that;
  * - upgraded (completed at its 101) and hijacked (completed when the app ends the response) are
  *   completions.
  *
@@ -110,11 +111,35 @@ function onSocketTimeout (this: Socket): void {
 /**
  * The response's 'close' listener, shared by every request (no closure per request), where Node's
  * HTTP/1 server is not the transport (Fastify's inject(), HTTP/2): the response ended, or the
- * stream closed first, which there is the client resetting it.
+ * stream closed first: ended by the server when it destroyed its HTTP/2 stream (see
+ * watchHttp2Stream), else the client reset it.
  */
 function onResponseClose (this: StatefulResponse): void {
   const state = this[kResponseState]
-  if (state !== undefined && !state.done) settleAll(state, this.writableEnded ? COMPLETED : ABORTED, '')
+  if (state === undefined || state.done) return
+  if (this.writableEnded) settleAll(state, COMPLETED, '')
+  else if (serverClosedStreams.has(this)) settleAll(state, SERVER_ENDED, PREMATURE_CLOSE)
+  else settleAll(state, ABORTED, '')
+}
+
+/** HTTP/2 responses whose stream the server (the app, Fastify, Node) destroyed before they ended. */
+const serverClosedStreams = new WeakSet<object>()
+
+/**
+ * Tells who ended an HTTP/2 stream before its response ended, from public parts of Node's
+ * Http2Stream: its `'aborted'` event is emitted when the stream closes with its writable side still
+ * open, and `destroyed` is already true then when the server called `destroy()` (the app, or
+ * Fastify on a reply stream that failed), while a reset from the client (RST_STREAM, or its
+ * connection closing) closes the stream first and destroys it after. Checked on Node 20, 22 and
+ * 24 by test/http2.test.ts (client cancel, client connection gone, server destroy with and without
+ * an error). One listener per HTTP/2 stream; HTTP/1 never gets here.
+ */
+function watchHttp2Stream (res: StatefulResponse): void {
+  const stream = (res as { stream?: unknown }).stream as { once?: unknown, destroyed?: unknown } | undefined
+  if (stream === undefined || stream === null || typeof stream.once !== 'function') return
+  ;(stream.once as (event: string, listener: () => void) => void).call(stream, 'aborted', () => {
+    if (stream.destroyed === true) serverClosedStreams.add(res)
+  })
 }
 
 /** The end of a response that was found ended when a state joined it (another installation's). */
@@ -135,6 +160,7 @@ export function watchEnd (req: IncomingMessage, res: StatefulResponse, state: Re
     if (watch === undefined) {
       // 'close' fires once per response; on() avoids once()'s wrapper allocation.
       res.on('close', onResponseClose)
+      watchHttp2Stream(res)
       return
     }
   }
