@@ -248,8 +248,8 @@ function writeExemplarText (w: ExpositionWriter, e: Exemplar): void {
   w.text(` # {trace_id="${e.traceId}"${e.spanId !== '' ? `,span_id="${e.spanId}"` : ''}} ${formatValue(e.value)} ${(e.timestampMs / 1000).toFixed(3)}`)
 }
 
-/** OpenMetrics `<name>_created{labels} <seconds>`: when the series began (its `startMs`). */
-function writeCreated (w: ExpositionWriter, name: Buffer, s: CounterSeries | HistogramSeries): void {
+/** Writes `name{labels} ` of one sample line (no braces for a series without labels). */
+function writeSampleName (w: ExpositionWriter, name: Buffer, s: BaseSeries): void {
   w.bytes(name)
   if (s.labelText !== '') {
     w.byte(OPEN)
@@ -257,6 +257,11 @@ function writeCreated (w: ExpositionWriter, name: Buffer, s: CounterSeries | His
     w.byte(CLOSE)
   }
   w.byte(SPACE)
+}
+
+/** OpenMetrics `<name>_created{labels} <seconds>`: when the series began (its `startMs`). */
+function writeCreated (w: ExpositionWriter, name: Buffer, s: CounterSeries | HistogramSeries): void {
+  writeSampleName(w, name, s)
   w.text(formatSeconds(s.startMs))
   w.byte(NEWLINE)
 }
@@ -426,30 +431,27 @@ export abstract class MetricFamily<S> {
     const end = Math.min(to, this.size)
     for (let i = from; i < end; i++) {
       const s = this.at(i) as unknown as CounterSeries
-      w.bytes(name)
-      if (s.labelText !== '') {
-        w.byte(OPEN)
-        w.bytes(s.labelBytes)
-        w.byte(CLOSE)
-      }
-      w.byte(SPACE)
+      writeSampleName(w, name, s)
       w.number(s.value)
       w.byte(NEWLINE)
     }
   }
 }
 
-/** A counter family. Counter names end in `_total`. */
-export class CounterFamily extends MetricFamily<CounterSeries> {
-  readonly type = 'counter'
-  protected create (values: readonly string[]): CounterSeries {
-    return new CounterSeries(this.labelNames, values)
-  }
-
+/** A family whose series each hold one number: counters and gauges. */
+abstract class ScalarFamily<S extends CounterSeries | GaugeSeries> extends MetricFamily<S> {
   protected values (): ClientMetricValue[] {
     const out: ClientMetricValue[] = []
     for (const s of this.entries()) out.push({ labels: { ...s.labels }, value: s.value })
     return out
+  }
+}
+
+/** A counter family. Counter names end in `_total`. */
+export class CounterFamily extends ScalarFamily<CounterSeries> {
+  readonly type = 'counter'
+  protected create (values: readonly string[]): CounterSeries {
+    return new CounterSeries(this.labelNames, values)
   }
 
   renderSamples (w: ExpositionWriter, sampleName: string, from = 0, to = Infinity, _openMetrics = false, created = false): void {
@@ -473,16 +475,10 @@ export class CounterFamily extends MetricFamily<CounterSeries> {
 }
 
 /** A gauge family. */
-export class GaugeFamily extends MetricFamily<GaugeSeries> {
+export class GaugeFamily extends ScalarFamily<GaugeSeries> {
   readonly type = 'gauge'
   protected create (values: readonly string[]): GaugeSeries {
     return new GaugeSeries(this.labelNames, values)
-  }
-
-  protected values (): ClientMetricValue[] {
-    const out: ClientMetricValue[] = []
-    for (const s of this.entries()) out.push({ labels: { ...s.labels }, value: s.value })
-    return out
   }
 
   renderSamples (w: ExpositionWriter, sampleName: string, from = 0, to = Infinity): void {
