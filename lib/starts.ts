@@ -3,7 +3,7 @@
  * I/O and no clock: the callers give the times.
  *
  * The package's own series know their start exactly (`startMs`, set where a series is created or
- * reset, lib/families.ts). The application's own metrics are the client's objects, which keep no
+ * reset, lib/families/series.ts). The application's own metrics are the client's objects, which keep no
  * start: for them the start is the latest time the package *knows* the series was zero, learned
  * from the outside (docs/metrics.md, "Start timestamps"):
  * - a collect of the metric in which the series was absent: it began after that collect;
