@@ -37,8 +37,8 @@ export interface FamilyConfig {
   collect?: (family: MetricFamily<unknown>) => void | Promise<void>
   /**
    * Whether the series' `startMs` are true starts, served as start (created) timestamps: true
-   * for the live families (lib/metrics.ts); a family rebuilt at each scrape (an aggregate) leaves
-   * it false, or sets its series' `startMs` from what it sums before turning it on.
+   * for the live families (lib/metrics.ts) and for the multiprocess aggregate's, which set each
+   * series' `startMs` from what they sum (NaN when unknown: that series is served without one).
    */
   starts?: boolean
 }
@@ -120,7 +120,8 @@ export class CounterSeries extends BaseSeries {
   /**
    * When the series began, in milliseconds since the epoch: its creation (on its first
    * observation, or at registration for the series exposed at 0) or its last reset. Set there,
-   * never per observation. Served as the start (created) timestamp.
+   * never per observation. Served as the start (created) timestamp. In a multiprocess aggregate
+   * (lib/multiprocess/aggregate.ts): the start of the sum, NaN when unknown (served without one).
    */
   startMs = Date.now()
   /** Sets the count back to 0 (prom-client's `reset()`); the series object stays in use. */
@@ -167,7 +168,7 @@ export class HistogramSeries extends BaseSeries {
   readonly counts: Float64Array
   sum = 0
   count = 0
-  /** When the series began (as `CounterSeries.startMs`): its creation or its last reset. */
+  /** When the series began (as `CounterSeries.startMs`): its creation or its last reset; NaN in an aggregate: unknown. */
   startMs = Date.now()
   /** The native (exponential) buckets, null when native histograms are off. */
   readonly native: NativeBuckets | null
@@ -248,8 +249,15 @@ function writeExemplarText (w: ExpositionWriter, e: Exemplar): void {
   w.text(` # {trace_id="${e.traceId}"${e.spanId !== '' ? `,span_id="${e.spanId}"` : ''}} ${formatValue(e.value)} ${(e.timestampMs / 1000).toFixed(3)}`)
 }
 
-/** OpenMetrics `<name>_created{labels} <seconds>`: when the series began (its `startMs`). */
-function writeCreated (w: ExpositionWriter, name: Buffer, s: CounterSeries | HistogramSeries): void {
+/** A series with a start: its labels and `startMs` (NaN: unknown). */
+export type StartedSeries = BaseSeries & { startMs: number }
+
+/**
+ * OpenMetrics `<name>_created{labels} <seconds>`: when the series began (its `startMs`); nothing
+ * for a series whose start is unknown (NaN, in a multiprocess aggregate).
+ */
+export function writeCreated (w: ExpositionWriter, name: Buffer, s: StartedSeries): void {
+  if (!Number.isFinite(s.startMs)) return
   w.bytes(name)
   if (s.labelText !== '') {
     w.byte(OPEN)
@@ -403,7 +411,7 @@ export abstract class MetricFamily<S> {
       w.raw(s.protoLabels)
       const at = w.begin(field)
       w.double(PB.value, s.value)
-      if (counter && this.starts) writeTimestamp(w, PB.counterCreated, s.startMs)
+      if (counter && this.starts && Number.isFinite(s.startMs)) writeTimestamp(w, PB.counterCreated, s.startMs)
       w.end(at)
       w.end(metric)
     }
@@ -594,7 +602,7 @@ export class HistogramFamily extends MetricFamily<HistogramSeries> {
       const h = w.begin(PB.metric.histogram)
       w.uint(f.count, s.count)
       w.double(f.sum, s.sum)
-      if (this.starts) writeTimestamp(w, f.created, s.startMs)
+      if (this.starts && Number.isFinite(s.startMs)) writeTimestamp(w, f.created, s.startMs)
       const exemplars = s.exemplars
       if (classic) {
         let acc = 0

@@ -16,8 +16,9 @@
  *   known start and is served without one until one of the two events above.
  * So the start served is never after the true start, and at most one scrape interval before it.
  *
- * For the multiprocess store: `sumStart` (the start of a sum over processes) and `keptStart`
- * (never later between scrapes unless the sum restarted).
+ * For the multiprocess store: `sumStart` (the start of a sum over processes; `foldStart` and
+ * `foldedStart`, the same one part at a time) and `keptStart` (never later between scrapes unless
+ * the sum restarted), kept per series in `ServedStarts` from one scrape to the next.
  */
 
 /** What the tracker keeps of one series of an application metric. */
@@ -95,3 +96,26 @@ export function keptStart (previous: SeriesState | undefined, start: number | un
   if (previous === undefined || total < previous.total || start === undefined) return start
   return previous.start === undefined ? start : Math.min(previous.start, start)
 }
+
+/**
+ * `sumStart` one part at a time, without an array (the multiprocess aggregate adds the parts of
+ * every series as it reads the files): the running start is `Infinity` before the first part,
+ * the earliest start so far, and NaN for good once a part's start is unknown.
+ * @param acc the running start (`Infinity` at first)
+ * @param part one more part's start, undefined when unknown
+ */
+export function foldStart (acc: number, part: number | undefined): number {
+  return Math.min(acc, part ?? NaN)
+}
+
+/** A running start of `foldStart` as `sumStart` gives it: undefined when unknown (NaN) or without parts (`Infinity`). */
+export function foldedStart (acc: number): number | undefined {
+  return Number.isFinite(acc) ? acc : undefined
+}
+
+/**
+ * What a multiprocess store served at its last scrape: by family name, then by series (its
+ * label text), the start served (`keptStart`) and the summed total. Holds the series of that
+ * scrape only, so it stays as large as one scrape.
+ */
+export type ServedStarts = ReadonlyMap<string, ReadonlyMap<string, SeriesState>>

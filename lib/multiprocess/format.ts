@@ -6,6 +6,10 @@
  * Version 2 writes NaN, +Inf and -Inf as the strings `"NaN"`, `"+Inf"`, `"-Inf"` (JSON has no
  * such numbers; version 1 wrote them as `null`, which reads back as NaN), and the application's
  * gauges as families with their aggregator's mode. Files of version 1 and 2 are read alike.
+ *
+ * Since 2026-12-07 a family of counters, histograms or summaries may carry `starts` (when each
+ * series began), still version 2: a reader before it ignores the key, and a file without it (a
+ * process of an earlier release, in a rolling deploy) has every start unknown.
  */
 import type { FamilyType } from '../families'
 import { isNativeSnapshot, type NativeSnapshot } from '../native'
@@ -94,6 +98,13 @@ export interface FamilySnapshot {
    * bucket, `[bucket index, trace id, span id, value, timestamp ms]`, in the order of `series`.
    */
   exemplars?: Array<ExemplarSnapshot[] | 0>
+  /**
+   * Counters, histograms and summaries: when each series began, in the order of `series`, in
+   * milliseconds since the epoch; `null` when unknown (an application series first seen above
+   * zero; in the archive, a sum of which a part's start was unknown). Absent: every start
+   * unknown (a file of an earlier release).
+   */
+  starts?: Array<number | null>
 }
 
 /** One exemplar in a snapshot: `[classic bucket index, trace id, span id, value, timestamp ms]`. */
@@ -177,6 +188,20 @@ export function nativeRow (f: FamilySnapshot, r: number): NativeSnapshot | undef
   if (!Array.isArray(ns)) return undefined
   if (ns[1] === null) ns[1] = typeof f.nativeZeroThreshold === 'number' ? f.nativeZeroThreshold : NaN
   return isNativeSnapshot(ns) ? ns : undefined
+}
+
+/** A start as written: `null` when unknown (NaN, or no number). */
+export function encodeStart (ms: number): number | null {
+  return Number.isFinite(ms) ? ms : null
+}
+
+/**
+ * The start of row `r` of a family snapshot's `starts` (the family's `starts`, checked to be an
+ * array by the caller, or undefined): undefined when unknown, absent or malformed.
+ */
+export function startAt (starts: readonly unknown[] | undefined, r: number): number | undefined {
+  const v = starts?.[r]
+  return typeof v === 'number' && Number.isFinite(v) ? v : undefined
 }
 
 /** A native snapshot as written: its zero threshold `null` when it is the family's. */
