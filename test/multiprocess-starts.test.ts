@@ -20,7 +20,7 @@ import { Registry } from 'prom-client'
 import { renderRegistryBuffer } from '../lib/exposition'
 import { CounterFamily, GaugeFamily, HistogramFamily } from '../lib/families'
 import { Aggregate } from '../lib/multiprocess/aggregate'
-import { ARCHIVE_FILE, parseSnapshot, serializeSnapshot, type ArchiveSnapshot, type FamilySnapshot, type ProcessSnapshot } from '../lib/multiprocess/format'
+import { ARCHIVE_FILE, decodeStarts, parseSnapshot, serializeSnapshot, StartsWriter, type ArchiveSnapshot, type FamilySnapshot, type ProcessSnapshot } from '../lib/multiprocess/format'
 import { appFamilySnapshot, familySnapshot } from '../lib/multiprocess/snapshot'
 import { seriesKey } from '../lib/starts'
 import { processFiles, requestsTotal, rpc, sleep, startFixture, tempDir, type Started } from './helpers/multiprocess'
@@ -34,10 +34,12 @@ t.test('a process file carries the start of each counter, histogram and summary 
   const counter = new CounterFamily({ name: 'c_total', help: 'c', labelNames: ['k'], starts: true })
   counter.child('a').startMs = 1000
   counter.child('b').startMs = 2000
-  t.same(familySnapshot(counter, undefined).starts, [1000, 2000], 'a counter: each series\' startMs, in the order of its rows')
+  const counterSnap = familySnapshot(counter, undefined)
+  t.same(counterSnap.starts, [1000, 1000], 'a counter: each series\' startMs, in the order of its rows, as the difference from the previous one')
+  t.same(decodeStarts(counterSnap), [1000, 2000], 'read back')
   const histogram = new HistogramFamily({ name: 'h', help: 'h', labelNames: ['k'], buckets: [1], starts: true })
   histogram.child('a').startMs = 3000
-  t.same(familySnapshot(histogram, undefined).starts, [3000], 'a histogram')
+  t.same(decodeStarts(familySnapshot(histogram, undefined)), [3000], 'a histogram')
   const gauge = new GaugeFamily({ name: 'g', help: 'g', labelNames: ['k'], starts: true })
   gauge.child('a').value = 1
   t.notOk('starts' in familySnapshot(gauge, 'sum'), 'a gauge: none')
@@ -45,11 +47,12 @@ t.test('a process file carries the start of each counter, histogram and summary 
   older.child('a').value = 1
   t.notOk('starts' in familySnapshot(older, undefined), 'a family without starts (a copy of an earlier release): none, every start unknown')
   const handed = familySnapshot(counter, undefined, new Map([['a', { nums: [0] }]]))
-  t.same(handed.starts, [1000, 2000], 'a series part of which was handed over keeps its start')
+  t.same(decodeStarts(handed), [1000, 2000], 'a series part of which was handed over keeps its start')
 
   const known = new Map([[seriesKey({ k: 'a' }, ''), 500]])
   const appCounter = appFamilySnapshot({ labelNames: ['k'] }, { name: 'app_total', help: 'x', type: 'counter' as never, aggregator: 'sum' as never, values: [{ labels: { k: 'a' }, value: 2 }, { labels: { k: 'b' }, value: 3 }] }, 'sum', undefined, known)
   t.same(appCounter.starts, [500, null], 'the app\'s counter: the known start, null where unknown')
+  t.same(decodeStarts(appCounter), [500, undefined])
   const appHistogram = appFamilySnapshot({ labelNames: ['k'] }, {
     name: 'app_h',
     help: 'x',
@@ -62,7 +65,7 @@ t.test('a process file carries the start of each counter, histogram and summary 
       { metricName: 'app_h_count', labels: { k: 'a' }, value: 2 }
     ]
   }, 'sum', undefined, known)
-  t.same(appHistogram.starts, [500], 'the app\'s histogram: the start of its series (by its _count)')
+  t.same(decodeStarts(appHistogram), [500], 'the app\'s histogram: the start of its series (by its _count)')
   const appSummary = appFamilySnapshot({ labelNames: ['k'] }, { name: 'app_s', help: 'x', type: 'summary' as never, aggregator: 'sum' as never, values: [{ metricName: 'app_s_sum', labels: { k: 'b' }, value: 1 }, { metricName: 'app_s_count', labels: { k: 'b' }, value: 1 }] }, 'sum', undefined, known)
   t.same(appSummary.starts, [null], 'the app\'s summary')
   const appGauge = appFamilySnapshot({ labelNames: ['k'] }, { name: 'app_g', help: 'x', type: 'gauge' as never, aggregator: 'sum' as never, values: [{ labels: { k: 'a' }, value: 2 }] }, 'sum', undefined, known)
@@ -71,11 +74,23 @@ t.test('a process file carries the start of each counter, histogram and summary 
 
   const snap: ProcessSnapshot = { format: 'fastify-netbox-metrics/multiprocess', v: 2, host: '00000000', pid: 1, pstart: '0', id: 'x', startedAt: 0, heartbeat: 0, intervalMs: 1000, seq: 0, final: false, families: [appCounter], foreign: [] }
   t.same(parseSnapshot<ProcessSnapshot>(serializeSnapshot(snap), false)?.families[0].starts, [500, null], 'through the file')
+  const odd: FamilySnapshot = { name: 'o_total', type: 'counter', help: 'o', labelNames: ['k'], series: [['a', 1], ['b', 1], ['c', 1], ['d', 1], ['e', 1]], starts: [5000, null, 'x' as never, -1000, 7] }
+  t.same(decodeStarts(odd), [5000, undefined, undefined, 4000, 4007], 'null and anything but a number: unknown, the next one from the last known')
+  t.same(decodeStarts({ ...odd, starts: undefined }), [undefined, undefined, undefined, undefined, undefined], 'no starts: every one unknown')
+  t.same(decodeStarts({ ...odd, starts: {} as never }), [undefined, undefined, undefined, undefined, undefined], 'malformed: every one unknown')
+  t.same(decodeStarts({ ...odd, series: [...odd.series, ['f', 1]] }), [5000, undefined, undefined, 4000, 4007, undefined], 'fewer starts than rows: the rest unknown')
 })
 
-/** A family snapshot with one label `k`. */
-function fam (f: Partial<FamilySnapshot> & Pick<FamilySnapshot, 'name' | 'type' | 'series'>): FamilySnapshot {
-  return { help: f.name, labelNames: ['k'], ...(f.type === 'histogram' ? { buckets: [1] } : {}), ...f }
+/** A family snapshot with one label `k`; `at`: its series' starts (null: unknown), written as a process writes them. */
+function fam (f: Partial<FamilySnapshot> & Pick<FamilySnapshot, 'name' | 'type' | 'series'> & { at?: Array<number | null> }): FamilySnapshot {
+  const { at, ...rest } = f
+  const snap: FamilySnapshot = { help: f.name, labelNames: ['k'], ...(f.type === 'histogram' ? { buckets: [1] } : {}), ...rest }
+  if (at !== undefined) {
+    const w = new StartsWriter()
+    for (const s of at) w.add(s ?? NaN)
+    snap.starts = w.starts
+  }
+  return snap
 }
 
 /** The created timestamps of an aggregate's protobuf exposition. */
@@ -85,16 +100,16 @@ async function createdOf (agg: Aggregate, defaultLabels?: Record<string, string>
 
 t.test('the aggregate: the earliest start of the parts, none when a part has none, kept between scrapes', async (t) => {
   const p1 = [
-    fam({ name: 'c_total', type: 'counter', series: [['a', 1], ['b', 2]], starts: [3000, 1000] }),
-    fam({ name: 'h', type: 'histogram', series: [['a', 0.5, 1, 1]], starts: [2000] }),
-    fam({ name: 's', type: 'summary', series: [['a', 1, 1]], starts: [4000] }),
-    fam({ name: 'x_total', type: 'counter', series: [['a', 1]], starts: [100] }),
-    fam({ name: 'g', type: 'gauge', mode: 'sum', series: [['a', 1]], starts: [5] })
+    fam({ name: 'c_total', type: 'counter', series: [['a', 1], ['b', 2]], at: [3000, 1000] }),
+    fam({ name: 'h', type: 'histogram', series: [['a', 0.5, 1, 1]], at: [2000] }),
+    fam({ name: 's', type: 'summary', series: [['a', 1, 1]], at: [4000] }),
+    fam({ name: 'x_total', type: 'counter', series: [['a', 1]], at: [100] }),
+    fam({ name: 'g', type: 'gauge', mode: 'sum', series: [['a', 1]], at: [5] })
   ]
   const p2 = [
-    fam({ name: 'c_total', type: 'counter', series: [['a', 2], ['b', 1]], starts: [1500, null] }),
-    fam({ name: 'h', type: 'histogram', series: [['a', 0.5, 1, 1]], starts: [1000] }),
-    fam({ name: 's', type: 'summary', series: [['a', 1, 1]], starts: [4500] })
+    fam({ name: 'c_total', type: 'counter', series: [['a', 2], ['b', 1]], at: [1500, null] }),
+    fam({ name: 'h', type: 'histogram', series: [['a', 0.5, 1, 1]], at: [1000] }),
+    fam({ name: 's', type: 'summary', series: [['a', 1, 1]], at: [4500] })
   ]
   // A file of an earlier release: no starts.
   const old = [fam({ name: 'c_total', type: 'counter', series: [['c', 1]] })]
@@ -107,7 +122,7 @@ t.test('the aggregate: the earliest start of the parts, none when a part has non
   t.same([...created], [
     ['c{k="a"}', 1500], ['c{k="b"}', undefined], ['c{k="c"}', undefined], ['h{k="a"}', 1000], ['s{k="a"}', 4000], ['x{k="a"}', 100]
   ], 'the earliest part\'s start; none where a part has none (null, or a file without starts); gauges none')
-  t.same(served.get('c_total')?.get('k="a"'), { start: 1500, total: 3 }, 'what was served is kept, with its total')
+  t.same(served.get('c_total')?.get('k="a"', 0), { start: 1500, total: 3 }, 'what was served is kept, with its total')
 
   const om = (await renderRegistryBuffer(agg.toRegistry(undefined, Registry), 'openmetrics', undefined, { created: true })).toString()
   t.match(om, /^c_created\{k="a"\} 1\.500$/m)
@@ -124,18 +139,19 @@ t.test('the aggregate: the earliest start of the parts, none when a part has non
   // The next scrape: parts come and go.
   const next = new Aggregate(() => {})
   next.addFamilies([
-    fam({ name: 'c_total', type: 'counter', series: [['a', 1], ['b', 2]], starts: [3000, 1000] }),
-    fam({ name: 'h', type: 'histogram', series: [['a', 0.5, 1, 1]], starts: [2000] }),
-    fam({ name: 's', type: 'summary', series: [['a', 1, 3]], starts: [500] })
+    fam({ name: 'c_total', type: 'counter', series: [['a', 1], ['b', 2]], at: [3000, 1000] }),
+    fam({ name: 'h', type: 'histogram', series: [['a', 0.5, 1, 1]], at: [2000] }),
+    fam({ name: 's', type: 'summary', series: [['a', 1, 3]], at: [500] })
   ], 'live', 0)
-  next.addFamilies([fam({ name: 'c_total', type: 'counter', series: [['a', 2]], starts: [5000] })], 'live', 0)
+  next.addFamilies([fam({ name: 'c_total', type: 'counter', series: [['a', 2]], at: [5000] })], 'live', 0)
   const served2 = next.keepStarts(served)
   t.same([...await createdOf(next)], [['c{k="a"}', 1500], ['c{k="b"}', 1000], ['h{k="a"}', 2000], ['s{k="a"}', 500]], 'kept / new start / went down / earlier part')
-  t.same(served2.get('c_total')?.get('k="a"'), { start: 1500, total: 3 }, 'c{k="a"}: its earliest part left without the sum going down: the start served before is kept')
-  t.same(served2.get('c_total')?.get('k="b"'), { start: 1000, total: 2 }, 'c{k="b"}: the unknown part left, the sum went down: the new start')
-  t.same(served2.get('h')?.get('k="a"'), { start: 2000, total: 1 }, 'h: the sum went down: the later start')
-  t.same(served2.get('s')?.get('k="a"'), { start: 500, total: 3 }, 's: an earlier part: earlier')
-  t.notOk(served2.get('c_total')?.has('k="c"'), 'a series not in this scrape is forgotten')
+  t.same(served2.get('c_total')?.get('k="a"', 0), { start: 1500, total: 3 }, 'c{k="a"}: its earliest part left without the sum going down: the start served before is kept')
+  t.same(served2.get('c_total')?.get('k="b"', 0), { start: 1000, total: 2 }, 'c{k="b"}: the unknown part left, the sum went down: the new start')
+  t.same(served2.get('h')?.get('k="a"', 0), { start: 2000, total: 1 }, 'h: the sum went down: the later start')
+  t.same(served2.get('s')?.get('k="a"', 0), { start: 500, total: 3 }, 's: an earlier part: earlier')
+  t.equal(served2.get('c_total')?.get('k="c"', 2), undefined, 'a series not in this scrape is forgotten')
+  t.equal(served2.get('c_total')?.size, 2)
   t.notOk(served2.has('x_total'), 'and a family not in this scrape')
   t.notOk(served2.has('g'), 'gauges are not kept')
 })
@@ -147,20 +163,21 @@ t.test('the archive keeps the earliest start of what it merged, unknown if any p
     return agg.toSnapshots()
   }
   const archive = merge(
-    [fam({ name: 'c_total', type: 'counter', series: [['a', 1], ['b', 2]], starts: [3000, 1000] }), fam({ name: 's', type: 'summary', series: [['a', 1, 1]], starts: [4000] })],
-    [fam({ name: 'c_total', type: 'counter', series: [['a', 2], ['b', 1]], starts: [1500, null] }), fam({ name: 'h', type: 'histogram', series: [['a', 0.5, 1, 1]], starts: [2000] })]
+    [fam({ name: 'c_total', type: 'counter', series: [['a', 1], ['b', 2]], at: [3000, 1000] }), fam({ name: 's', type: 'summary', series: [['a', 1, 1]], at: [4000] })],
+    [fam({ name: 'c_total', type: 'counter', series: [['a', 2], ['b', 1]], at: [1500, null] }), fam({ name: 'h', type: 'histogram', series: [['a', 0.5, 1, 1]], at: [2000] })]
   )
   const byName = new Map(archive.map((f) => [f.name, f]))
-  t.same(byName.get('c_total')?.starts, [1500, null], 'counters: the earliest; null where a part had none')
-  t.same(byName.get('s')?.starts, [4000], 'summaries')
-  t.same(byName.get('h')?.starts, [2000], 'histograms')
-  const again = merge(archive, [fam({ name: 'c_total', type: 'counter', series: [['a', 1]], starts: [700] })], [fam({ name: 'h', type: 'histogram', series: [['a', 0.5, 1, 1]] })])
+  const startsOf = (f: FamilySnapshot | undefined): Array<number | undefined> => f === undefined ? [] : decodeStarts(f)
+  t.same(startsOf(byName.get('c_total')), [1500, undefined], 'counters: the earliest; unknown where a part had none')
+  t.same(startsOf(byName.get('s')), [4000], 'summaries')
+  t.same(startsOf(byName.get('h')), [2000], 'histograms')
+  const again = merge(archive, [fam({ name: 'c_total', type: 'counter', series: [['a', 1]], at: [700] })], [fam({ name: 'h', type: 'histogram', series: [['a', 0.5, 1, 1]] })])
   const byName2 = new Map(again.map((f) => [f.name, f]))
-  t.same(byName2.get('c_total')?.starts, [700, null], 'merged again: an earlier part moves it back')
-  t.same(byName2.get('h')?.starts, [null], 'a file of an earlier release merged in: unknown')
+  t.same(startsOf(byName2.get('c_total')), [700, undefined], 'merged again: an earlier part moves it back')
+  t.same(startsOf(byName2.get('h')), [undefined], 'a file of an earlier release merged in: unknown')
   const scrape = new Aggregate(() => {})
   scrape.addFamilies(again, 'dead', 0)
-  scrape.addFamilies([fam({ name: 's', type: 'summary', series: [['a', 1, 1]], starts: [9000] })], 'live', 0)
+  scrape.addFamilies([fam({ name: 's', type: 'summary', series: [['a', 1, 1]], at: [9000] })], 'live', 0)
   scrape.keepStarts(undefined)
   t.same([...await createdOf(scrape)], [['c{k="a"}', 700], ['c{k="b"}', undefined], ['s{k="a"}', 4000], ['h{k="a"}', undefined]], 'a scrape reads the archive\'s starts')
 })
@@ -295,7 +312,7 @@ t.test('a SIGKILLed worker replaced by a later one: the start does not move; the
   const startIn = (name: string, match: (row: unknown[]) => boolean): unknown => {
     const f = archive?.families.find((x) => x.name === name)
     const r = f?.series.findIndex((row) => match(row)) ?? -1
-    return r < 0 ? 'no such series' : f?.starts?.[r]
+    return f === undefined || r < 0 ? 'no such series' : decodeStarts(f)[r]
   }
   t.equal(startIn('http_requests_total', (row) => row[1] === '/hello'), base + 1000, 'the archive holds its start')
   t.equal(startIn('app_jobs_total', (row) => row[0] === 'x'), base + 1000, 'and the app\'s counter\'s')
@@ -320,7 +337,7 @@ t.test('a SIGKILLed worker replaced by a later one: the start does not move; the
   await check(b, undefined, 10, 'with a file without starts')
   unlinkSync(path)
   await check(b, base + 1000, 9, 'once it is gone (the sum went down)')
-  // A part that began earlier, at 0: it moves the start back; when it leaves without the sum
+  // A part that began earlier, at 0 (one series: its start written as it is): it moves the start back; when it leaves without the sum
   // going down, the start served stays (only a store that served it keeps it).
   path = otherNode(0, [base + 500])
   await check(b, base + 500, 9, 'with a part at 0 that began earlier')

@@ -10,10 +10,10 @@ import type { ClientMetricObject, ClientMetricValue, PrometheusRegistry } from '
 import { setStarts } from '../exposition'
 import { CounterFamily, GaugeFamily, HistogramFamily, type CounterSeries, type GaugeSeries, type HistogramSeries, type MetricFamily } from '../families'
 import type { NativeBuckets, NativeHistogramConfig, NativeSnapshot } from '../native'
-import { foldedStart, foldStart, keptStart, type SeriesState, type ServedStarts } from '../starts'
+import { foldedStart, foldStart, keptStart, ServedFamily, type ServedStarts } from '../starts'
 import type { GaugeMode } from './config'
 import { addExact, addToSum, exactSum, sumValue, type ExactSum } from './exact'
-import { countOf, decodeNumber, encodeNumber, nativeRow, startAt, withSharedZeroThreshold, type FamilySnapshot, type ForeignSnapshot } from './format'
+import { countOf, decodeNumber, encodeNumber, nativeRow, StartsReader, withSharedZeroThreshold, type FamilySnapshot, type ForeignSnapshot } from './format'
 import { archiveNative, familySnapshot } from './snapshot'
 import { SummaryFamily, type SummarySeries } from './summary'
 
@@ -174,24 +174,22 @@ export class Aggregate {
       return
     }
     const n = f.labelNames.length
-    const starts = Array.isArray(f.starts) ? f.starts : undefined
+    const starts = new StartsReader(f.starts)
     if (agg.type === 'counter') {
-      for (let r = 0; r < f.series.length; r++) {
-        const s = f.series[r]
+      for (const s of f.series) {
         const c = this.slot(agg, s, n).series as CounterSeries
         c.value += decodeNumber(s[n])
-        c.startMs = foldStart(c.startMs, startAt(starts, r))
+        c.startMs = foldStart(c.startMs, starts.next())
       }
     } else if (agg.type === 'gauge') {
       for (const s of f.series) this.addGauge(agg, this.slot(agg, s, n).series as GaugeSeries, decodeNumber(s[n]), kind === 'local' ? Infinity : heartbeat)
     } else if (agg.type === 'summary') {
-      for (let r = 0; r < f.series.length; r++) {
-        const s = f.series[r]
+      for (const s of f.series) {
         const slot = this.slot(agg, s, n)
         const m = slot.series as SummarySeries
         addSum(slot.sum, s[n])
         m.count += countOf(s[n + 1])
-        m.startMs = foldStart(m.startMs, startAt(starts, r))
+        m.startMs = foldStart(m.startMs, starts.next())
       }
     } else {
       this.addHistogram(agg, f, kind, starts)
@@ -218,7 +216,7 @@ export class Aggregate {
     }
   }
 
-  private addHistogram (agg: AggFamily, f: FamilySnapshot, kind: SourceKind, starts: readonly unknown[] | undefined): void {
+  private addHistogram (agg: AggFamily, f: FamilySnapshot, kind: SourceKind, starts: StartsReader): void {
     const n = f.labelNames.length
     const same = f.buckets !== undefined && agg.bounds !== undefined && sameArray(f.buckets, agg.bounds)
     // Exemplars are of now: from running processes only.
@@ -238,7 +236,7 @@ export class Aggregate {
       if (Array.isArray(ex)) addExemplars(h, ex)
       addSum(slot.sum, s[n])
       h.count += countOf(s[n + 1])
-      h.startMs = foldStart(h.startMs, startAt(starts, r))
+      h.startMs = foldStart(h.startMs, starts.next())
       const counts = h.counts
       if (same) {
         for (let i = 0; i < counts.length; i++) counts[i] += countOf(s[n + 2 + i])
@@ -425,18 +423,21 @@ export class Aggregate {
    * @param previous what the store's previous scrape served (this method's previous result)
    */
   keepStarts (previous: ServedStarts | undefined): ServedStarts {
-    const out = new Map<string, ReadonlyMap<string, SeriesState>>()
+    const out = new Map<string, ServedFamily>()
     for (const agg of this.families.values()) {
       if (agg.type === 'gauge') continue
-      const before = previous?.get(agg.family.name)
-      const served = new Map<string, SeriesState>()
-      for (const s of agg.family.entries() as Iterable<Started>) {
-        const total = agg.type === 'counter' ? (s as CounterSeries).value : (s as HistogramSeries | SummarySeries).count
-        const start = keptStart(before?.get(s.labelText), foldedStart(s.startMs), total)
+      const family = agg.family
+      const before = previous?.get(family.name)
+      const served = new ServedFamily()
+      const counter = agg.type === 'counter'
+      for (let i = 0; i < family.size; i++) {
+        const s = family.at(i) as Started
+        const total = counter ? (s as CounterSeries).value : (s as HistogramSeries | SummarySeries).count
+        const start = keptStart(before?.get(s.labelText, i), foldedStart(s.startMs), total)
         s.startMs = start ?? NaN
-        served.set(s.labelText, { start, total })
+        served.add(s.labelText, start, total)
       }
-      out.set(agg.family.name, served)
+      out.set(family.name, served)
     }
     return out
   }

@@ -99,10 +99,12 @@ export interface FamilySnapshot {
    */
   exemplars?: Array<ExemplarSnapshot[] | 0>
   /**
-   * Counters, histograms and summaries: when each series began, in the order of `series`, in
-   * milliseconds since the epoch; `null` when unknown (an application series first seen above
-   * zero; in the archive, a sum of which a part's start was unknown). Absent: every start
-   * unknown (a file of an earlier release).
+   * Counters, histograms and summaries: when each series began (milliseconds since the epoch),
+   * in the order of `series`, each as its difference from the previous known one (the first
+   * from 0: series are mostly created one after the other, so the differences are short);
+   * `null` when unknown (an application series first seen above zero; in the archive, a sum of
+   * which a part's start was unknown). Absent: every start unknown (a file of an earlier
+   * release). Written by `StartsWriter`, read by `StartsReader`.
    */
   starts?: Array<number | null>
 }
@@ -190,18 +192,49 @@ export function nativeRow (f: FamilySnapshot, r: number): NativeSnapshot | undef
   return isNativeSnapshot(ns) ? ns : undefined
 }
 
-/** A start as written: `null` when unknown (NaN, or no number). */
-export function encodeStart (ms: number): number | null {
-  return Number.isFinite(ms) ? ms : null
+/**
+ * Writes a family's `starts`, one series after the other: each start as its difference from the
+ * previous known one (the first from 0), `null` when unknown (NaN).
+ */
+export class StartsWriter {
+  /** The family's `starts`, as written so far. */
+  readonly starts: Array<number | null> = []
+  private last = 0
+
+  /** Appends the next series' start (milliseconds since the epoch; NaN when unknown). */
+  add (ms: number): void {
+    if (Number.isFinite(ms)) {
+      this.starts.push(ms - this.last)
+      this.last = ms
+    } else this.starts.push(null)
+  }
 }
 
-/**
- * The start of row `r` of a family snapshot's `starts` (the family's `starts`, checked to be an
- * array by the caller, or undefined): undefined when unknown, absent or malformed.
- */
-export function startAt (starts: readonly unknown[] | undefined, r: number): number | undefined {
-  const v = starts?.[r]
-  return typeof v === 'number' && Number.isFinite(v) ? v : undefined
+/** Reads a family's `starts` (`StartsWriter`'s), one row after the other from the first. */
+export class StartsReader {
+  private row = 0
+  private last = 0
+
+  /** @param starts the family's `starts`; anything but an array: every start unknown */
+  constructor (starts: unknown) {
+    this.starts = Array.isArray(starts) ? starts : undefined
+  }
+
+  private readonly starts: readonly unknown[] | undefined
+
+  /** The next row's start, in milliseconds since the epoch; undefined when unknown, absent or malformed. */
+  next (): number | undefined {
+    const d = this.starts?.[this.row++]
+    if (typeof d !== 'number' || !Number.isFinite(d)) return undefined
+    this.last += d
+    return this.last
+  }
+}
+
+/** Every row's start of a family snapshot (`StartsReader` over its rows): for tests and tools. */
+export function decodeStarts (f: FamilySnapshot): Array<number | undefined> {
+  const reader = new StartsReader(f.starts)
+  return f.series.map(() => reader.next())
 }
 
 /** A native snapshot as written: its zero threshold `null` when it is the family's. */

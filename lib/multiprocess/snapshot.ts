@@ -6,9 +6,9 @@
 import type { ClientMetricObject } from '../client'
 import type { CounterSeries, GaugeSeries, HistogramFamily, HistogramSeries, MetricFamily } from '../families'
 import { MAX_SCHEMA, NativeBuckets, type NativeSnapshot } from '../native'
-import { foldedStart, foldStart, seriesKey } from '../starts'
+import { foldStart, seriesKey } from '../starts'
 import type { GaugeMode } from './config'
-import { decodeNumber, encodeNumber, encodeStart, nativeRow, withSharedZeroThreshold, type ExemplarSnapshot, type FamilySnapshot, type ForeignSnapshot } from './format'
+import { decodeNumber, encodeNumber, nativeRow, StartsWriter, withSharedZeroThreshold, type ExemplarSnapshot, type FamilySnapshot, type ForeignSnapshot } from './format'
 
 /** The value of `get()` of a prom-client metric. */
 export type PromMetricValues = ClientMetricObject
@@ -56,9 +56,9 @@ export function familySnapshot (family: MetricFamily<unknown>, mode: GaugeMode |
   const nativeConfig = type === 'histogram' ? (family as HistogramFamily).native : null
   const native: Array<Array<number | null> | 0> | undefined = nativeConfig != null ? [] : undefined
   let exemplars: Array<ExemplarSnapshot[] | 0> | undefined
-  const starts: Array<number | null> | undefined = family.starts === true && type !== 'gauge' ? [] : undefined
+  const starts = family.starts === true && type !== 'gauge' ? new StartsWriter() : undefined
   for (const s of family.entries() as Iterable<CounterSeries | GaugeSeries | HistogramSeries>) {
-    if (starts !== undefined) starts.push(encodeStart((s as CounterSeries).startMs))
+    if (starts !== undefined) starts.add((s as CounterSeries).startMs)
     const row: Array<string | number> = []
     for (const name of labelNames) row.push(s.labels[name])
     const base = baseline?.get(row.join('\u0000'))
@@ -94,7 +94,7 @@ export function familySnapshot (family: MetricFamily<unknown>, mode: GaugeMode |
     snap.nativeZeroThreshold = nativeConfig?.zeroThreshold
   }
   if (exemplars !== undefined) snap.exemplars = exemplars
-  if (starts !== undefined) snap.starts = starts
+  if (starts !== undefined) snap.starts = starts.starts
   return snap
 }
 
@@ -112,7 +112,7 @@ function appLabelNames (metric: { labelNames?: unknown }, values: PromMetricValu
  * families. Histogram buckets are made non-cumulative; a Summary keeps `_sum` and `_count`; a
  * Gauge carries the mode of its aggregator.
  * @param starts counters, histograms and summaries: the known starts of the collect `got`, by
- *   `seriesKey` (lib/exposition.ts, `trackStarts`); each row's is written (`null` if unknown).
+ *   `seriesKey` (lib/exposition.ts, `trackStarts`); each row's is written (unknown: `null`).
  *   Without it, no starts are written (every one unknown).
  */
 export function appFamilySnapshot (metric: { labelNames?: unknown }, got: PromMetricValues, mode: GaugeMode, baseline?: Map<string, Handed>, starts?: ReadonlyMap<string, number>): FamilySnapshot {
@@ -123,6 +123,7 @@ export function appFamilySnapshot (metric: { labelNames?: unknown }, got: PromMe
   const snap: FamilySnapshot = { name: got.name, type, help: got.help, labelNames, series: [] }
   if (type === 'gauge') snap.mode = mode
   const withStarts = starts !== undefined && type !== 'gauge'
+  const written = withStarts ? new StartsWriter() : undefined
   // `start`: a running `foldStart` of the samples that make the row (one, but for odd labels).
   const rows = new Map<string, { labels: string[], nums: number[], cum: Array<[number, number]>, start: number }>()
   for (const v of values) {
@@ -158,9 +159,10 @@ export function appFamilySnapshot (metric: { labelNames?: unknown }, got: PromMe
     }
     while (type === 'histogram' && row.nums.length > 2 && row.nums[row.nums.length - 1] === 0) row.nums.pop()
     snap.series.push([...row.labels, encodeNumber(row.nums[0]), ...row.nums.slice(1)])
-    if (withStarts) (snap.starts ??= []).push(foldedStart(row.start) ?? null)
+    written?.add(row.start) // Infinity (no sample) or NaN: unknown
   }
   if (type === 'histogram') snap.buckets ??= []
+  if (written !== undefined && snap.series.length > 0) snap.starts = written.starts
   return snap
 }
 
