@@ -212,6 +212,7 @@ export class StartsWriter {
 
 /** Reads a family's `starts` (`StartsWriter`'s), one row after the other from the first. */
 export class StartsReader {
+  private readonly starts: readonly unknown[] | undefined
   private row = 0
   private last = 0
 
@@ -219,8 +220,6 @@ export class StartsReader {
   constructor (starts: unknown) {
     this.starts = Array.isArray(starts) ? starts : undefined
   }
-
-  private readonly starts: readonly unknown[] | undefined
 
   /** The next row's start, in milliseconds since the epoch; undefined when unknown, absent or malformed. */
   next (): number | undefined {
