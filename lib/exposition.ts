@@ -158,14 +158,19 @@ export interface RenderOptions {
 const startsOf = new WeakMap<ClientMetricObject, ReadonlyMap<string, number>>()
 /** What the start tracking keeps between collects, per registry and metric object. */
 const tracked = new WeakMap<object, WeakMap<object, MetricStarts>>()
+/** The metric objects whose starts were given (`setStarts`): a render does not track them itself. */
+const given = new WeakSet<ClientMetricObject>()
 
 /**
  * Gives an application metric's collected values their starts (by `seriesKey`), served as
- * `created_timestamp` / `_created`: for a metric object rebuilt elsewhere (the multiprocess
- * store's aggregate, from `sumStart` / `keptStart` of lib/starts.ts).
+ * `created_timestamp` / `_created`: for a metric object rebuilt elsewhere, whose `get()` returns
+ * this same object (the multiprocess store's aggregate: a registry made for one scrape, where a
+ * start tracked by the render itself would be that scrape's). A series absent from `starts` is
+ * served without one.
  */
 export function setStarts (metric: ClientMetricObject, starts: ReadonlyMap<string, number>): void {
   startsOf.set(metric, starts)
+  given.add(metric)
 }
 
 /**
@@ -230,7 +235,11 @@ export async function baselineStarts (registry: Registry, onCollectError?: Colle
 function familyStarts (family: MetricFamily<unknown>, metric: ClientMetricObject): void {
   if (!family.starts || family.type === 'gauge') return
   const starts = new Map<string, number>()
-  for (const s of family.entries()) starts.set(seriesKey((s as CounterSeries).labels, ''), (s as CounterSeries).startMs)
+  for (const s of family.entries()) {
+    const start = (s as CounterSeries).startMs
+    // NaN in a multiprocess aggregate: unknown, served without one.
+    if (Number.isFinite(start)) starts.set(seriesKey((s as CounterSeries).labels, ''), start)
+  }
   startsOf.set(metric, starts)
 }
 
@@ -261,7 +270,7 @@ async function collectRegistry (registry: Registry, defaultLabels: Record<string
       const collectedMs = Date.now()
       const metric = await (m as { get: () => Promise<ClientMetricObject> }).get()
       if (isMetricFamily(m)) familyStarts(m, metric)
-      else if (metric !== null && typeof metric === 'object') trackStarts(registry, m as object, metric, collectedMs, resetMs)
+      else if (metric !== null && typeof metric === 'object' && !given.has(metric)) trackStarts(registry, m as object, metric, collectedMs, resetMs)
       return metric
     } catch (err) {
       onCollectError?.((m as { name?: string }).name ?? '(unnamed)', err)

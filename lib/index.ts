@@ -79,8 +79,9 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
   let metricsListener: () => import('node:http').Server | null = () => null
   // The shared-directory mode (lib/multiprocess/): scrapes aggregate every process's files.
   let store: MultiprocessStore | undefined
+  const renderOptions = Object.freeze({ created: options.createdTimestamps })
   const render = async (format: ExpositionFormat): Promise<string | Buffer> =>
-    store !== undefined ? await store.renderBuffer(format, onCollectError) : await renderRegistryBuffer(registry, format, onCollectError, { created: options.createdTimestamps })
+    store !== undefined ? await store.renderBuffer(format, onCollectError, renderOptions) : await renderRegistryBuffer(registry, format, onCollectError, renderOptions)
   const decorator: MetricsDecorator = Object.freeze({
     get listener () { return metricsListener() },
     enabled: options.enabled,
@@ -110,10 +111,10 @@ async function netboxMetrics (fastify: FastifyInstance, opts: NetboxMetricsOptio
     markDefaultMetrics(registry, () => options.client.collectDefaultMetrics({ register: registry, prefix: options.prefix }))
   }
   // Start timestamps of the app's own series (lib/starts.ts): what exists at registration; later
-  // series are first seen by a scrape. Not awaited: an await here would add the plugin's routes
-  // and hooks a tick later, after the app's own (Fastify's onRoute tests see that); each metric's
-  // failure goes to onCollectError.
-  if (store === undefined) void baselineStarts(registry, onCollectError)
+  // series are first seen by a scrape (in multiprocess mode, by a flush). Not awaited: an await
+  // here would add the plugin's routes and hooks a tick later, after the app's own (Fastify's
+  // onRoute tests see that); each metric's failure goes to onCollectError.
+  void baselineStarts(registry, onCollectError)
   registerFastifyInfo(metrics, fastify.version)
   // Standalone instrumentCache() wrappers and InstrumentedCacheAdapters count into the first
   // enabled plugin still open (hooks/cache.ts, "Late binding").

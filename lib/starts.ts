@@ -16,8 +16,9 @@
  *   known start and is served without one until one of the two events above.
  * So the start served is never after the true start, and at most one scrape interval before it.
  *
- * For the multiprocess store: `sumStart` (the start of a sum over processes) and `keptStart`
- * (never later between scrapes unless the sum restarted).
+ * For the multiprocess store: `sumStart` (the start of a sum over processes; `foldStart` and
+ * `foldedStart`, the same one part at a time) and `keptStart` (never later between scrapes unless
+ * the sum restarted), kept per series in `ServedStarts` from one scrape to the next.
  */
 
 /** What the tracker keeps of one series of an application metric. */
@@ -95,3 +96,69 @@ export function keptStart (previous: SeriesState | undefined, start: number | un
   if (previous === undefined || total < previous.total || start === undefined) return start
   return previous.start === undefined ? start : Math.min(previous.start, start)
 }
+
+/**
+ * `sumStart` one part at a time, without an array (the multiprocess aggregate adds the parts of
+ * every series as it reads the files): the running start is `Infinity` before the first part,
+ * the earliest start so far, and NaN for good once a part's start is unknown.
+ * @param acc the running start (`Infinity` at first)
+ * @param part one more part's start, undefined when unknown
+ */
+export function foldStart (acc: number, part: number | undefined): number {
+  return Math.min(acc, part ?? NaN)
+}
+
+/** A running start of `foldStart` as `sumStart` gives it: undefined when unknown (NaN) or without parts (`Infinity`). */
+export function foldedStart (acc: number): number | undefined {
+  return Number.isFinite(acc) ? acc : undefined
+}
+
+/**
+ * What a multiprocess store served of one family at its last scrape: each series (by its key,
+ * its label text), the start served (`keptStart`) and the summed total, in the order of that
+ * scrape. Plain arrays, no object per series: a scrape of 8 x 2,000 series builds one per family.
+ */
+export class ServedFamily {
+  private readonly keys: string[] = []
+  private readonly starts: number[] = []
+  private readonly totals: number[] = []
+  private index: Map<string, number> | undefined
+
+  /** Records what is served of the next series (`start` undefined: none). */
+  add (key: string, start: number | undefined, total: number): void {
+    this.keys.push(key)
+    this.starts.push(start ?? NaN)
+    this.totals.push(total)
+  }
+
+  /**
+   * What was served of series `key`, if it was.
+   * @param hint where it is likely to be: its position in this scrape (the series of a family
+   *   come in the same order from one scrape to the next, unless the processes changed)
+   */
+  get (key: string, hint: number): SeriesState | undefined {
+    let i = hint
+    if (this.keys[i] !== key) {
+      // Built once, on the first miss.
+      if (this.index === undefined) {
+        this.index = new Map()
+        for (let k = 0; k < this.keys.length; k++) this.index.set(this.keys[k], k)
+      }
+      i = this.index.get(key) ?? -1
+      if (i < 0) return undefined
+    }
+    const start = this.starts[i]
+    return { start: Number.isNaN(start) ? undefined : start, total: this.totals[i] }
+  }
+
+  /** How many series were served. */
+  get size (): number {
+    return this.keys.length
+  }
+}
+
+/**
+ * What a multiprocess store served at its last scrape, by family name (counters, histograms and
+ * summaries). Holds the series of that scrape only, so it stays as large as one scrape.
+ */
+export type ServedStarts = ReadonlyMap<string, ServedFamily>

@@ -12,53 +12,12 @@
  */
 import t from 'tap'
 import Fastify from 'fastify'
-import { spawnSync } from 'node:child_process'
 import netboxMetrics from '../lib/index'
-import { keptStart, nextStarts, sumStart } from '../lib/starts'
-import { decodeDelimited, PROMETHEUS_PROTOBUF_ACCEPT, type DecodedFamily } from './helpers/protobuf'
+import { foldedStart, foldStart, keptStart, nextStarts, sumStart } from '../lib/starts'
+import { decodeDelimited, PROMETHEUS_PROTOBUF_ACCEPT } from './helpers/protobuf'
+import { noParser, protobufCreated, pythonCreated } from './helpers/starts'
 import * as promClient from 'prom-client'
 import * as ioClient from '@prometheus-io/client'
-
-const PYTHON = process.env.FNM_PYTHON ?? '/usr/bin/python3'
-const PARSER = `
-import json, sys
-from prometheus_client.openmetrics.parser import text_string_to_metric_families
-out = []
-for f in text_string_to_metric_families(sys.stdin.read()):
-    for s in f.samples:
-        out.append([s.name, s.labels, s.value])
-print(json.dumps(out))
-`
-const probe = spawnSync(PYTHON, ['-c', 'import prometheus_client.openmetrics.parser'], { encoding: 'utf8' })
-const noParser = probe.status === 0 ? false : "Debian's python3-prometheus-client is not installed (apt-get install python3-prometheus-client); .ci/run installs it"
-
-/** `_created` samples by `name{labels sorted}`, in milliseconds, as the Python parser read them. */
-function pythonCreated (body: string): Map<string, number> {
-  const r = spawnSync(PYTHON, ['-c', PARSER], { input: body, encoding: 'utf8', timeout: 30000 })
-  if (r.status !== 0) throw new Error(`the Python OpenMetrics parser rejected the exposition:\n${r.stderr}`)
-  const out = new Map<string, number>()
-  for (const [name, labels, value] of JSON.parse(r.stdout) as Array<[string, Record<string, string>, number]>) {
-    if (!name.endsWith('_created')) continue
-    out.set(`${name.slice(0, -'_created'.length)}{${Object.keys(labels).sort().map((k) => `${k}="${labels[k]}"`).join(',')}}`, Math.round(value * 1000))
-  }
-  return out
-}
-
-/** `created_timestamp` of every counter, histogram and summary series by `family{labels sorted}`, in milliseconds. */
-function protobufCreated (families: DecodedFamily[]): Map<string, number | undefined> {
-  const out = new Map<string, number | undefined>()
-  for (const f of families) {
-    const field = f.type === 'COUNTER' || f.type === undefined ? 'counter' : f.type === 'HISTOGRAM' ? 'histogram' : f.type === 'SUMMARY' ? 'summary' : undefined
-    if (field === undefined) continue
-    for (const m of f.metric ?? []) {
-      const labels = (m.label ?? []).map((l: any) => `${String(l.name)}="${String(l.value ?? '')}"`).sort().join(',')
-      const ts = m[field]?.createdTimestamp
-      const name = f.name.endsWith('_total') ? f.name.slice(0, -6) : f.name
-      out.set(`${name}{${labels}}`, ts === undefined ? undefined : (ts.seconds ?? 0) * 1000 + Math.round((ts.nanos ?? 0) / 1e6))
-    }
-  }
-  return out
-}
 
 const CLIENTS = { 'prom-client': promClient, '@prometheus-io/client': ioClient } as const
 
@@ -196,4 +155,8 @@ t.test('sumStart and keptStart: the multiprocess rule', async (t) => {
   t.equal(keptStart({ start: 1000, total: 5 }, 3000, 2), 3000, 'the sum went down (really restarted): the new start')
   t.equal(keptStart({ start: 1000, total: 5 }, undefined, 7), undefined, 'a part without a start: none')
   t.equal(keptStart({ start: undefined, total: 5 }, 2000, 7), 2000)
+  const fold = (parts: Array<number | undefined>): number | undefined => foldedStart(parts.reduce<number>(foldStart, Infinity))
+  for (const parts of [[3000, 1000, 2000], [1000, undefined], [undefined, 1000], [], [5], [2000, undefined, 1000]]) {
+    t.equal(fold(parts), sumStart(parts), `foldStart, one part at a time, is sumStart: [${parts.map(String).join(', ')}]`)
+  }
 })

@@ -31,8 +31,8 @@ export interface FamilyConfig {
   collect?: (family: MetricFamily<unknown>) => void | Promise<void>
   /**
    * Whether the series' `startMs` are true starts, served as start (created) timestamps: true
-   * for the live families (lib/metrics.ts); a family rebuilt at each scrape (an aggregate) leaves
-   * it false, or sets its series' `startMs` from what it sums before turning it on.
+   * for the live families (lib/metrics.ts) and for the multiprocess aggregate's, which set each
+   * series' `startMs` from what they sum (NaN when unknown: that series is served without one).
    */
   starts?: boolean
 }
@@ -174,7 +174,7 @@ export abstract class MetricFamily<S> {
       w.raw(s.protoLabels)
       const at = w.begin(field)
       w.double(PB.value, s.value)
-      if (counter && this.starts) writeTimestamp(w, PB.counterCreated, s.startMs)
+      if (counter && this.starts && Number.isFinite(s.startMs)) writeTimestamp(w, PB.counterCreated, s.startMs)
       w.end(at)
       w.end(metric)
     }

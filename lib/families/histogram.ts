@@ -120,7 +120,7 @@ export class HistogramFamily extends MetricFamily<HistogramSeries> {
       const h = w.begin(PB.metric.histogram)
       w.uint(f.count, s.count)
       w.double(f.sum, s.sum)
-      if (this.starts) writeTimestamp(w, f.created, s.startMs)
+      if (this.starts && Number.isFinite(s.startMs)) writeTimestamp(w, f.created, s.startMs)
       const exemplars = s.exemplars
       if (classic) {
         let acc = 0

@@ -42,7 +42,8 @@ export class CounterSeries extends BaseSeries {
   /**
    * When the series began, in milliseconds since the epoch: its creation (on its first
    * observation, or at registration for the series exposed at 0) or its last reset. Set there,
-   * never per observation. Served as the start (created) timestamp.
+   * never per observation. Served as the start (created) timestamp. In a multiprocess aggregate
+   * (lib/multiprocess/aggregate.ts): the start of the sum, NaN when unknown (served without one).
    */
   startMs = Date.now()
   /** Sets the count back to 0 (prom-client's `reset()`); the series object stays in use. */
@@ -89,7 +90,7 @@ export class HistogramSeries extends BaseSeries {
   readonly counts: Float64Array
   sum = 0
   count = 0
-  /** When the series began (as `CounterSeries.startMs`): its creation or its last reset. */
+  /** When the series began (as `CounterSeries.startMs`): its creation or its last reset; NaN in an aggregate: unknown. */
   startMs = Date.now()
   /** The native (exponential) buckets, null when native histograms are off. */
   readonly native: NativeBuckets | null

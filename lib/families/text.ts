@@ -73,8 +73,15 @@ export function writeSampleName (w: ExpositionWriter, name: Buffer, s: { readonl
   w.byte(SPACE)
 }
 
-/** OpenMetrics `<name>_created{labels} <seconds>`: when the series began (its `startMs`). */
-export function writeCreated (w: ExpositionWriter, name: Buffer, s: { readonly labelText: string, readonly labelBytes: Buffer, readonly startMs: number }): void {
+/** A series with a start: its labels and `startMs` (NaN: unknown). */
+export interface StartedSeries { readonly labelText: string, readonly labelBytes: Buffer, readonly startMs: number }
+
+/**
+ * OpenMetrics `<name>_created{labels} <seconds>`: when the series began (its `startMs`); nothing
+ * for a series whose start is unknown (NaN, in a multiprocess aggregate).
+ */
+export function writeCreated (w: ExpositionWriter, name: Buffer, s: StartedSeries): void {
+  if (!Number.isFinite(s.startMs)) return
   writeSampleName(w, name, s)
   w.text(formatSeconds(s.startMs))
   w.byte(NEWLINE)

@@ -2,14 +2,18 @@
  * Sums snapshots (pure, no I/O): the scrape's aggregate of every process file and the archive,
  * and the archive's own merge of the files of dead processes. Classic buckets are added bucket
  * by bucket, `_sum`s exactly (`exact.ts`), native buckets merged exactly (`../native.ts`); gauges
- * of live processes by their mode.
+ * of live processes by their mode. The start of each summed series is the earliest of its parts'
+ * (`foldStart`), unknown when any part's is; a scrape then keeps it against what it served
+ * before (`keepStarts`).
  */
-import type { ClientMetricValue, PrometheusRegistry } from '../client'
+import type { ClientMetricObject, ClientMetricValue, PrometheusRegistry } from '../client'
+import { setStarts } from '../exposition'
 import { CounterFamily, GaugeFamily, HistogramFamily, type CounterSeries, type GaugeSeries, type HistogramSeries, type MetricFamily } from '../families'
 import type { NativeBuckets, NativeHistogramConfig, NativeSnapshot } from '../native'
+import { foldedStart, foldStart, keptStart, ServedFamily, type ServedStarts } from '../starts'
 import type { GaugeMode } from './config'
 import { addExact, addToSum, exactSum, sumValue, type ExactSum } from './exact'
-import { countOf, decodeNumber, encodeNumber, nativeRow, withSharedZeroThreshold, type FamilySnapshot, type ForeignSnapshot } from './format'
+import { countOf, decodeNumber, encodeNumber, nativeRow, StartsReader, withSharedZeroThreshold, type FamilySnapshot, type ForeignSnapshot } from './format'
 import { archiveNative, familySnapshot } from './snapshot'
 import { SummaryFamily, type SummarySeries } from './summary'
 
@@ -67,6 +71,12 @@ interface AggForeign {
   kind: 'process' | 'gauge' | 'local'
   byProcess: Map<string, { pid: number, heartbeat: number, values: ForeignSnapshot['values'] }>
 }
+
+/** A summed series with its running start (`foldStart`: `Infinity` before its first part, NaN when unknown). */
+type Started = CounterSeries | HistogramSeries | SummarySeries
+
+/** No known start: the foreign metrics of a scrape's aggregate other than the scraping process's own. */
+const NO_STARTS: ReadonlyMap<string, number> = new Map()
 
 /** Where a snapshot comes from, which decides what of it counts. */
 export type SourceKind = 'local' | 'live' | 'dead'
@@ -146,7 +156,8 @@ export class Aggregate {
     const key = this.keepLayouts && f.type === 'histogram' ? `${f.name}\u0000${(f.buckets ?? []).join(',')}` : f.name
     let agg = this.families.get(key)
     if (agg === undefined) {
-      const config = { name: f.name, help: f.help, labelNames: f.labelNames }
+      // Starts on: each summed series' `startMs` is set from its parts (NaN: unknown, none served).
+      const config = { name: f.name, help: f.help, labelNames: f.labelNames, starts: true }
       const bounds = f.type !== 'histogram' ? undefined : this.keepLayouts ? f.buckets ?? [] : [...(this.preferredBounds?.get(f.name) ?? f.buckets ?? [])]
       const family = f.type === 'counter'
         ? new CounterFamily(config)
@@ -163,18 +174,25 @@ export class Aggregate {
       return
     }
     const n = f.labelNames.length
+    const starts = new StartsReader(f.starts)
     if (agg.type === 'counter') {
-      for (const s of f.series) (this.slot(agg, s, n).series as CounterSeries).value += decodeNumber(s[n])
+      for (const s of f.series) {
+        const c = this.slot(agg, s, n).series as CounterSeries
+        c.value += decodeNumber(s[n])
+        c.startMs = foldStart(c.startMs, starts.next())
+      }
     } else if (agg.type === 'gauge') {
       for (const s of f.series) this.addGauge(agg, this.slot(agg, s, n).series as GaugeSeries, decodeNumber(s[n]), kind === 'local' ? Infinity : heartbeat)
     } else if (agg.type === 'summary') {
       for (const s of f.series) {
         const slot = this.slot(agg, s, n)
+        const m = slot.series as SummarySeries
         addSum(slot.sum, s[n])
-        ;(slot.series as SummarySeries).count += countOf(s[n + 1])
+        m.count += countOf(s[n + 1])
+        m.startMs = foldStart(m.startMs, starts.next())
       }
     } else {
-      this.addHistogram(agg, f, kind)
+      this.addHistogram(agg, f, kind, starts)
     }
   }
 
@@ -198,7 +216,7 @@ export class Aggregate {
     }
   }
 
-  private addHistogram (agg: AggFamily, f: FamilySnapshot, kind: SourceKind): void {
+  private addHistogram (agg: AggFamily, f: FamilySnapshot, kind: SourceKind, starts: StartsReader): void {
     const n = f.labelNames.length
     const same = f.buckets !== undefined && agg.bounds !== undefined && sameArray(f.buckets, agg.bounds)
     // Exemplars are of now: from running processes only.
@@ -218,6 +236,7 @@ export class Aggregate {
       if (Array.isArray(ex)) addExemplars(h, ex)
       addSum(slot.sum, s[n])
       h.count += countOf(s[n + 1])
+      h.startMs = foldStart(h.startMs, starts.next())
       const counts = h.counts
       if (same) {
         for (let i = 0; i < counts.length; i++) counts[i] += countOf(s[n + 2 + i])
@@ -282,6 +301,8 @@ export class Aggregate {
     let slot = level.get(last) as Slot | undefined
     if (slot === undefined) {
       const series = agg.family.child(...(row.slice(0, n) as string[]))
+      // The identity of `foldStart`: the parts' starts are folded in as they are added.
+      if (agg.type !== 'gauge') (series as Started).startMs = Infinity
       slot = { series, sum: exactSum() }
       agg.sums?.set(series as HistogramSeries, slot.sum)
       level.set(last, slot)
@@ -393,8 +414,41 @@ export class Aggregate {
     }
   }
 
-  /** A registry of the app's client (`RegistryClass`) holding the aggregate, for `renderRegistry`. */
-  toRegistry (defaultLabels: Record<string, string> | undefined, RegistryClass: new () => PrometheusRegistry): PrometheusRegistry {
+  /**
+   * The starts a scrape serves (docs/multiprocess.md, "Start timestamps"): each summed series'
+   * start, the earliest of its parts' (unknown when any part's is), kept against what the
+   * previous scrape of the same store served (`keptStart`: never later unless the sum went
+   * down). Sets them on the series (`startMs`, NaN when none) and returns them for the next
+   * scrape, holding this scrape's series only. Call it once every source is added.
+   * @param previous what the store's previous scrape served (this method's previous result)
+   */
+  keepStarts (previous: ServedStarts | undefined): ServedStarts {
+    const out = new Map<string, ServedFamily>()
+    for (const agg of this.families.values()) {
+      if (agg.type === 'gauge') continue
+      const family = agg.family
+      const before = previous?.get(family.name)
+      const served = new ServedFamily()
+      const counter = agg.type === 'counter'
+      for (let i = 0; i < family.size; i++) {
+        const s = family.at(i) as Started
+        const total = counter ? (s as CounterSeries).value : (s as HistogramSeries | SummarySeries).count
+        const start = keptStart(before?.get(s.labelText, i), foldedStart(s.startMs), total)
+        s.startMs = start ?? NaN
+        served.add(s.labelText, start, total)
+      }
+      out.set(family.name, served)
+    }
+    return out
+  }
+
+  /**
+   * A registry of the app's client (`RegistryClass`) holding the aggregate, for `renderRegistry`.
+   * @param localStarts the starts of the scraping process's scrape-time metrics (`local`
+   *   foreign ones), by metric name and `seriesKey`; every other foreign metric has none (its
+   *   series are per process)
+   */
+  toRegistry (defaultLabels: Record<string, string> | undefined, RegistryClass: new () => PrometheusRegistry, localStarts?: ReadonlyMap<string, ReadonlyMap<string, number>>): PrometheusRegistry {
     this.finish()
     const registry = new RegistryClass()
     if (defaultLabels !== undefined && Object.keys(defaultLabels).length > 0) registry.setDefaultLabels(defaultLabels)
@@ -403,6 +457,7 @@ export class Aggregate {
     for (const f of this.foreign.values()) {
       if (this.families.has(f.name)) continue
       const metric = { name: f.name, help: f.help, type: f.type, aggregator: 'sum', values: this.foreignValues(f, pidLabels) }
+      setStarts(metric as unknown as ClientMetricObject, (f.kind === 'local' ? localStarts?.get(f.name) : undefined) ?? NO_STARTS)
       registry.registerMetric({ name: f.name, help: f.help, type: f.type, aggregator: 'sum', get: async () => metric } as never)
     }
     return registry

@@ -6,6 +6,10 @@
  * Version 2 writes NaN, +Inf and -Inf as the strings `"NaN"`, `"+Inf"`, `"-Inf"` (JSON has no
  * such numbers; version 1 wrote them as `null`, which reads back as NaN), and the application's
  * gauges as families with their aggregator's mode. Files of version 1 and 2 are read alike.
+ *
+ * Since 2026-12-07 a family of counters, histograms or summaries may carry `starts` (when each
+ * series began), still version 2: a reader before it ignores the key, and a file without it (a
+ * process of an earlier release, in a rolling deploy) has every start unknown.
  */
 import type { FamilyType } from '../families'
 import { isNativeSnapshot, type NativeSnapshot } from '../native'
@@ -94,6 +98,15 @@ export interface FamilySnapshot {
    * bucket, `[bucket index, trace id, span id, value, timestamp ms]`, in the order of `series`.
    */
   exemplars?: Array<ExemplarSnapshot[] | 0>
+  /**
+   * Counters, histograms and summaries: when each series began (milliseconds since the epoch),
+   * in the order of `series`, each as its difference from the previous known one (the first
+   * from 0: series are mostly created one after the other, so the differences are short);
+   * `null` when unknown (an application series first seen above zero; in the archive, a sum of
+   * which a part's start was unknown). Absent: every start unknown (a file of an earlier
+   * release). Written by `StartsWriter`, read by `StartsReader`.
+   */
+  starts?: Array<number | null>
 }
 
 /** One exemplar in a snapshot: `[classic bucket index, trace id, span id, value, timestamp ms]`. */
@@ -177,6 +190,50 @@ export function nativeRow (f: FamilySnapshot, r: number): NativeSnapshot | undef
   if (!Array.isArray(ns)) return undefined
   if (ns[1] === null) ns[1] = typeof f.nativeZeroThreshold === 'number' ? f.nativeZeroThreshold : NaN
   return isNativeSnapshot(ns) ? ns : undefined
+}
+
+/**
+ * Writes a family's `starts`, one series after the other: each start as its difference from the
+ * previous known one (the first from 0), `null` when unknown (NaN).
+ */
+export class StartsWriter {
+  /** The family's `starts`, as written so far. */
+  readonly starts: Array<number | null> = []
+  private last = 0
+
+  /** Appends the next series' start (milliseconds since the epoch; NaN when unknown). */
+  add (ms: number): void {
+    if (Number.isFinite(ms)) {
+      this.starts.push(ms - this.last)
+      this.last = ms
+    } else this.starts.push(null)
+  }
+}
+
+/** Reads a family's `starts` (`StartsWriter`'s), one row after the other from the first. */
+export class StartsReader {
+  private readonly starts: readonly unknown[] | undefined
+  private row = 0
+  private last = 0
+
+  /** @param starts the family's `starts`; anything but an array: every start unknown */
+  constructor (starts: unknown) {
+    this.starts = Array.isArray(starts) ? starts : undefined
+  }
+
+  /** The next row's start, in milliseconds since the epoch; undefined when unknown, absent or malformed. */
+  next (): number | undefined {
+    const d = this.starts?.[this.row++]
+    if (typeof d !== 'number' || !Number.isFinite(d)) return undefined
+    this.last += d
+    return this.last
+  }
+}
+
+/** Every row's start of a family snapshot (`StartsReader` over its rows): for tests and tools. */
+export function decodeStarts (f: FamilySnapshot): Array<number | undefined> {
+  const reader = new StartsReader(f.starts)
+  return f.series.map(() => reader.next())
 }
 
 /** A native snapshot as written: its zero threshold `null` when it is the family's. */

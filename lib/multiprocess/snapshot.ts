@@ -6,8 +6,9 @@
 import type { ClientMetricObject } from '../client'
 import type { CounterSeries, GaugeSeries, HistogramFamily, HistogramSeries, MetricFamily } from '../families'
 import { MAX_SCHEMA, NativeBuckets, type NativeSnapshot } from '../native'
+import { foldStart, seriesKey } from '../starts'
 import type { GaugeMode } from './config'
-import { decodeNumber, encodeNumber, nativeRow, withSharedZeroThreshold, type ExemplarSnapshot, type FamilySnapshot, type ForeignSnapshot } from './format'
+import { decodeNumber, encodeNumber, nativeRow, StartsWriter, withSharedZeroThreshold, type ExemplarSnapshot, type FamilySnapshot, type ForeignSnapshot } from './format'
 
 /** The value of `get()` of a prom-client metric. */
 export type PromMetricValues = ClientMetricObject
@@ -40,7 +41,11 @@ export function archiveNative (zeroThreshold: number): NativeBuckets {
   return new NativeBuckets({ bucketFactor: 1, schema: MAX_SCHEMA, maxBuckets: 2 ** 20, zeroThreshold, classic: true })
 }
 
-/** A family's series as a snapshot; counters, histograms and summaries less the baseline, if any. */
+/**
+ * A family's series as a snapshot; counters, histograms and summaries less the baseline, if any,
+ * with their starts (`startMs`) when the family has them (`starts`): a series keeps its start
+ * when part of it was handed over, since the archive holds that part with the same start.
+ */
 export function familySnapshot (family: MetricFamily<unknown>, mode: GaugeMode | undefined, baseline?: Map<string, Handed>): FamilySnapshot {
   const type = family.type as FamilySnapshot['type']
   const labelNames = [...family.labelNames]
@@ -51,7 +56,9 @@ export function familySnapshot (family: MetricFamily<unknown>, mode: GaugeMode |
   const nativeConfig = type === 'histogram' ? (family as HistogramFamily).native : null
   const native: Array<Array<number | null> | 0> | undefined = nativeConfig != null ? [] : undefined
   let exemplars: Array<ExemplarSnapshot[] | 0> | undefined
+  const starts = family.starts === true && type !== 'gauge' ? new StartsWriter() : undefined
   for (const s of family.entries() as Iterable<CounterSeries | GaugeSeries | HistogramSeries>) {
+    if (starts !== undefined) starts.add((s as CounterSeries).startMs)
     const row: Array<string | number> = []
     for (const name of labelNames) row.push(s.labels[name])
     const base = baseline?.get(row.join('\u0000'))
@@ -87,6 +94,7 @@ export function familySnapshot (family: MetricFamily<unknown>, mode: GaugeMode |
     snap.nativeZeroThreshold = nativeConfig?.zeroThreshold
   }
   if (exemplars !== undefined) snap.exemplars = exemplars
+  if (starts !== undefined) snap.starts = starts.starts
   return snap
 }
 
@@ -103,24 +111,35 @@ function appLabelNames (metric: { labelNames?: unknown }, values: PromMetricValu
  * histograms and summaries less the baseline: aggregated and archived like this package's own
  * families. Histogram buckets are made non-cumulative; a Summary keeps `_sum` and `_count`; a
  * Gauge carries the mode of its aggregator.
+ * @param starts counters, histograms and summaries: the known starts of the collect `got`, by
+ *   `seriesKey` (lib/exposition.ts, `trackStarts`); each row's is written (unknown: `null`).
+ *   Without it, no starts are written (every one unknown).
  */
-export function appFamilySnapshot (metric: { labelNames?: unknown }, got: PromMetricValues, mode: GaugeMode, baseline?: Map<string, Handed>): FamilySnapshot {
+export function appFamilySnapshot (metric: { labelNames?: unknown }, got: PromMetricValues, mode: GaugeMode, baseline?: Map<string, Handed>, starts?: ReadonlyMap<string, number>): FamilySnapshot {
   const type = String(got.type) as 'counter' | 'gauge' | 'histogram' | 'summary'
   const values = got.values ?? []
   const skip = type === 'histogram' ? 'le' : type === 'summary' ? 'quantile' : ''
   const labelNames = appLabelNames(metric, values, skip)
   const snap: FamilySnapshot = { name: got.name, type, help: got.help, labelNames, series: [] }
   if (type === 'gauge') snap.mode = mode
-  const rows = new Map<string, { labels: string[], nums: number[], cum: Array<[number, number]> }>()
+  const withStarts = starts !== undefined && type !== 'gauge'
+  const written = withStarts ? new StartsWriter() : undefined
+  // `start`: a running `foldStart` of the samples that make the row (one, but for odd labels).
+  const rows = new Map<string, { labels: string[], nums: number[], cum: Array<[number, number]>, start: number }>()
   for (const v of values) {
     const labels = labelNames.map((n) => { const x = (v.labels as Record<string, unknown>)[n]; return x === undefined ? '' : String(x) })
     const key = labels.join('\u0000')
     let row = rows.get(key)
-    if (row === undefined) { row = { labels, nums: type === 'counter' || type === 'gauge' ? [0] : [0, 0], cum: [] }; rows.set(key, row) }
+    if (row === undefined) { row = { labels, nums: type === 'counter' || type === 'gauge' ? [0] : [0, 0], cum: [], start: Infinity }; rows.set(key, row) }
     const sample = v.metricName ?? got.name
-    if (type === 'counter' || type === 'gauge') row.nums[0] += v.value
-    else if (sample.endsWith('_sum')) row.nums[0] = v.value
-    else if (sample.endsWith('_count')) row.nums[1] = v.value
+    if (type === 'counter' || type === 'gauge') {
+      row.nums[0] += v.value
+      if (withStarts) row.start = foldStart(row.start, starts.get(seriesKey(v.labels, '')))
+    } else if (sample.endsWith('_sum')) row.nums[0] = v.value
+    else if (sample.endsWith('_count')) {
+      row.nums[1] = v.value
+      if (withStarts) row.start = foldStart(row.start, starts.get(seriesKey(v.labels, '')))
+    }
     else if (type === 'histogram' && sample.endsWith('_bucket')) {
       const le = (v.labels as Record<string, unknown>).le
       row.cum.push([le === '+Inf' ? Infinity : Number(le), v.value])
@@ -140,8 +159,10 @@ export function appFamilySnapshot (metric: { labelNames?: unknown }, got: PromMe
     }
     while (type === 'histogram' && row.nums.length > 2 && row.nums[row.nums.length - 1] === 0) row.nums.pop()
     snap.series.push([...row.labels, encodeNumber(row.nums[0]), ...row.nums.slice(1)])
+    written?.add(row.start) // Infinity (no sample) or NaN: unknown
   }
   if (type === 'histogram') snap.buckets ??= []
+  if (written !== undefined && snap.series.length > 0) snap.starts = written.starts
   return snap
 }
 

@@ -9,10 +9,11 @@ import { randomBytes } from 'node:crypto'
 import { readdir, rename, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { resolveClient, type PrometheusRegistry } from '../client'
-import { renderRegistryBuffer, type CollectErrorHandler, type ExpositionFormat } from '../exposition'
+import { registryResetMs, renderRegistryBuffer, trackStarts, type CollectErrorHandler, type ExpositionFormat, type RenderOptions } from '../exposition'
 import { isMetricFamily } from '../families'
 import { CATALOGUE, NATIVE_FAMILIES, type FamilyKey } from '../metrics'
 import type { NativeHistogramConfig } from '../native'
+import type { ServedStarts } from '../starts'
 import { Aggregate } from './aggregate'
 import { Archive } from './archive'
 import { GAUGE_MODES, type GaugeMode, type MultiprocessConfig } from './config'
@@ -58,6 +59,8 @@ interface RegistryParts {
   foreign: ForeignSnapshot[]
   /** Metrics with a `collect()` callback: the scraping process's own values, never written. */
   local: ForeignSnapshot[]
+  /** The starts of `local`'s counters, histograms and summaries, by metric name and `seriesKey`. */
+  localStarts: Map<string, ReadonlyMap<string, number>>
 }
 
 /**
@@ -91,6 +94,8 @@ export class MultiprocessStore {
   private handover: Promise<void> | undefined
   /** The application's metrics as of the last flush, for the synchronous final snapshot at exit. */
   private lastParts: RegistryParts | undefined
+  /** The starts the last scrape served (`Aggregate.keepStarts`): no later at the next unless the sum went down. */
+  private served: ServedStarts | undefined
 
   private constructor (opts: StoreOptions) {
     this.registry = opts.registry
@@ -245,11 +250,14 @@ export class MultiprocessStore {
    * Reads the registry apart from this package's families: runs the scrape-time collectors of
    * ours (all of them for a scrape; on the timer only those of the summed and deduplicated
    * gauges, which are cheap), the client's default metrics, and the application's metrics;
-   * those with a `collect()` callback only for a scrape. Which is which: `defaults.ts`.
+   * those with a `collect()` callback only for a scrape. Which is which: `defaults.ts`. Each
+   * read of an application counter, histogram or summary updates its starts (`trackStarts`),
+   * written with it.
    */
   private async readRegistry (forScrape: boolean, onCollectError: CollectErrorHandler | undefined, baseline: Baseline | undefined): Promise<RegistryParts> {
     const metrics = this.registry.getMetricsAsArray() as unknown[]
-    const parts: RegistryParts = { app: [], foreign: [], local: [] }
+    const parts: RegistryParts = { app: [], foreign: [], local: [], localStarts: new Map() }
+    const resetMs = registryResetMs(metrics)
     const read = await Promise.all(metrics.map(async (m) => {
       const name = (m as { name?: string }).name ?? '(unnamed)'
       try {
@@ -264,16 +272,20 @@ export class MultiprocessStore {
         }
         if (typeof metric.collect === 'function') {
           if (!forScrape) return undefined
+          const collectedMs = Date.now()
           const got = await metric.get()
-          return (): void => { parts.local.push(foreignOf(got, 'gauge')) }
+          const starts = trackStarts(this.registry, m as object, got, collectedMs, resetMs)
+          return (): void => { parts.local.push(foreignOf(got, 'gauge')); parts.localStarts.set(got.name, starts) }
         }
         const mode = AGGREGATOR_MODES[String(metric.aggregator)] ?? 'sum'
         if (mode === 'omit') return undefined
+        const collectedMs = Date.now()
         const got = await metric.get()
         const type = String(got.type)
         // Another type (a hand-made metric object, `untyped`): per live process, as it is.
         if (type !== 'counter' && type !== 'gauge' && type !== 'histogram' && type !== 'summary') return (): void => { parts.foreign.push(foreignOf(got, 'gauge')) }
-        return (): void => { parts.app.push(appFamilySnapshot(metric, got, mode, baseline?.get(got.name))) }
+        const starts = type === 'gauge' ? undefined : trackStarts(this.registry, m as object, got, collectedMs, resetMs)
+        return (): void => { parts.app.push(appFamilySnapshot(metric, got, mode, baseline?.get(got.name), starts)) }
       } catch (err) {
         if (onCollectError !== undefined) onCollectError(name, err)
         else this.onError('collector', err)
@@ -295,7 +307,7 @@ export class MultiprocessStore {
    * or vanished directory) is reported, and the snapshot is still returned: a scrape answers
    * from memory.
    */
-  private async flushParts (forScrape: boolean, onCollectError?: CollectErrorHandler): Promise<{ snap: ProcessSnapshot, local: ForeignSnapshot[] }> {
+  private async flushParts (forScrape: boolean, onCollectError?: CollectErrorHandler): Promise<{ snap: ProcessSnapshot, local: ForeignSnapshot[], localStarts: RegistryParts['localStarts'] }> {
     const run = this.chain.then(async () => {
       const baseline = HANDED_OVER.get(this.registry)
       const parts = await this.readRegistry(forScrape, onCollectError, baseline)
@@ -308,7 +320,7 @@ export class MultiprocessStore {
           this.onError('multiprocess', err)
         }
       }
-      return { snap, local: parts.local }
+      return { snap, local: parts.local, localStarts: parts.localStarts }
     })
     this.chain = run.catch(() => {})
     return await run
@@ -341,15 +353,17 @@ export class MultiprocessStore {
    * process's snapshot is written first (so a later scrape of another process sees at least what
    * this one reports), then the other process files are read, then the archive, and a file whose
    * id the archive lists is skipped (it was merged while we read). A closed store reports no
-   * snapshot of its own: its final one is in its file or already in the archive.
+   * snapshot of its own: its final one is in its file or already in the archive. Counters,
+   * histograms and summaries carry their starts (`Aggregate.keepStarts`); OpenMetrics `_created`
+   * samples with `options.created`.
    */
-  async render (format: 'prometheus' | 'openmetrics', onCollectError?: CollectErrorHandler): Promise<string> {
-    return (await this.renderBuffer(format, onCollectError)).toString('utf8')
+  async render (format: 'prometheus' | 'openmetrics', onCollectError?: CollectErrorHandler, options?: RenderOptions): Promise<string> {
+    return (await this.renderBuffer(format, onCollectError, options)).toString('utf8')
   }
 
   /** `render()` as bytes, in any exposition format (protobuf included). */
-  async renderBuffer (format: ExpositionFormat, onCollectError?: CollectErrorHandler): Promise<Buffer> {
-    let own: { snap: ProcessSnapshot, local: ForeignSnapshot[] } | undefined
+  async renderBuffer (format: ExpositionFormat, onCollectError?: CollectErrorHandler, options?: RenderOptions): Promise<Buffer> {
+    let own: { snap: ProcessSnapshot, local: ForeignSnapshot[], localStarts: RegistryParts['localStarts'] } | undefined
     if (!this.closed) {
       own = await this.flushParts(true, onCollectError)
       if (this.closed) own = undefined
@@ -383,8 +397,9 @@ export class MultiprocessStore {
       if (live) agg.addForeign(f.foreign ?? [], `${f.host}-${f.pid}-${f.pstart}`, f.pid, f.heartbeat)
     }
     if (archive !== undefined) agg.addFamilies(archive.families, 'dead', 0)
+    this.served = agg.keepStarts(this.served)
     const defaults = (this.registry as unknown as { _defaultLabels?: Record<string, string> })._defaultLabels
-    return await renderRegistryBuffer(agg.toRegistry(defaults, this.registryClass), format, onCollectError)
+    return await renderRegistryBuffer(agg.toRegistry(defaults, this.registryClass, own?.localStarts), format, onCollectError, options)
   }
 
   /** Gauges of a process count while it runs and its heartbeat is fresh. */

@@ -4,14 +4,16 @@
  * multiprocess mode drops them too).
  */
 import type { ClientMetricValue } from '../client'
-import { BaseSeries, MetricFamily, type FamilyType } from '../families'
-import { PB, type ProtoWriter } from '../protobuf'
+import { BaseSeries, MetricFamily, writeCreated, type FamilyType } from '../families'
+import { PB, writeTimestamp, type ProtoWriter } from '../protobuf'
 import type { ExpositionWriter } from '../writer'
 
 /** One series of an application's Summary in multiprocess mode: `_sum` and `_count`. */
 export class SummarySeries extends BaseSeries {
   sum = 0
   count = 0
+  /** When the summed series began (lib/starts.ts, `sumStart`), NaN when unknown. */
+  startMs = NaN
 }
 
 /**
@@ -33,7 +35,8 @@ export class SummaryFamily extends MetricFamily<SummarySeries> {
     return out
   }
 
-  renderSamples (w: ExpositionWriter, sampleName: string, from = 0, to = Infinity): void {
+  renderSamples (w: ExpositionWriter, sampleName: string, from = 0, to = Infinity, _openMetrics = false, created = false): void {
+    const withCreated = created && this.starts ? this.cachedBytes(`${sampleName}_created`) : undefined
     const end = Math.min(to, this.size)
     for (let i = from; i < end; i++) {
       const s = this.at(i)
@@ -43,6 +46,7 @@ export class SummaryFamily extends MetricFamily<SummarySeries> {
       w.text(`\n${sampleName}_count${labels} `)
       w.number(s.count)
       w.text('\n')
+      if (withCreated !== undefined) writeCreated(w, withCreated, s)
     }
   }
 
@@ -55,6 +59,7 @@ export class SummaryFamily extends MetricFamily<SummarySeries> {
       const at = w.begin(PB.metric.summary)
       w.uint(PB.summary.count, s.count)
       w.double(PB.summary.sum, s.sum)
+      if (this.starts && Number.isFinite(s.startMs)) writeTimestamp(w, PB.summary.created, s.startMs)
       w.end(at)
       w.end(metric)
     }
