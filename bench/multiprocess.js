@@ -229,7 +229,7 @@ async function main () {
         flushNative: await flushCost(mkdtempSync(join(dirN[2], 'n-')), spreadNative)
       }
     } finally {
-      for (const d of dirN) rmSync(d, { recursive: true, force: true, maxRetries: 5 })
+      for (const d of dirN) rmSync(d, { recursive: true, force: true, maxRetries: 50 })
     }
     console.log(`native histograms, ${WORKERS} workers x ${SERIES} label sets, 10 observations per series: scrape ${native.nativeProtobuf.medianMs} ms [${native.nativeProtobuf.minMs}, ${native.nativeProtobuf.maxMs}] in protobuf with native buckets vs ${native.classicText.medianMs} ms [${native.classicText.minMs}, ${native.classicText.maxMs}] in text, classic only; file ${native.nativeProtobuf.fileBytesPerWorker} B vs ${native.classicText.fileBytesPerWorker} B per worker; flush ${native.flushNative.cpuMsPerFlush} ms vs ${native.flushClassic.cpuMsPerFlush} ms CPU (${native.flushNative.shareOfOneCorePct}% vs ${native.flushClassic.shareOfOneCorePct}% of one core)`)
     console.log(`scrape aggregating ${WORKERS} workers x ${SERIES} label sets (counter + histogram): median ${scrape.medianMs} ms [${scrape.minMs}, ${scrape.maxMs}] (goal < 100 ms); single-process render of one worker's registry: ${scrape.singleProcessRenderMedianMs} ms; file ${scrape.fileBytesPerWorker} B per worker`)
@@ -249,9 +249,9 @@ async function main () {
     mkdirSync(join(__dirname, 'results'), { recursive: true })
     writeFileSync(join(__dirname, 'results', 'multiprocess.json'), JSON.stringify(result, null, 2) + '\n')
   } finally {
-    rmSync(dirT, { recursive: true, force: true, maxRetries: 5 })
-    rmSync(dirS, { recursive: true, force: true, maxRetries: 5 })
-    rmSync(dirF, { recursive: true, force: true, maxRetries: 5 })
+    rmSync(dirT, { recursive: true, force: true, maxRetries: 50 })
+    rmSync(dirS, { recursive: true, force: true, maxRetries: 50 })
+    rmSync(dirF, { recursive: true, force: true, maxRetries: 50 })
   }
 }
 
