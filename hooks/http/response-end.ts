@@ -130,9 +130,9 @@ const serverClosedStreams = new WeakSet<object>()
  * Http2Stream: its `'aborted'` event is emitted when the stream closes with its writable side still
  * open, and `destroyed` is already true then when the server called `destroy()` (the app, or
  * Fastify on a reply stream that failed), while a reset from the client (RST_STREAM, or its
- * connection closing) closes the stream first and destroys it after. Checked on Node 20, 22 and
- * 24 by test/http2.test.ts (client cancel, client connection gone, server destroy with and without
- * an error). One listener per HTTP/2 stream; HTTP/1 never gets here.
+ * connection closing) closes the stream first and destroys it after. Checked on Node 20 and 24 by
+ * test/http2.test.ts (client cancel, client connection gone, server destroy with and without an
+ * error). One listener per HTTP/2 stream; HTTP/1 never gets here.
  */
 function watchHttp2Stream (res: StatefulResponse): void {
   const stream = (res as { stream?: unknown }).stream as { once?: unknown, destroyed?: unknown } | undefined
