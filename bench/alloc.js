@@ -6,10 +6,9 @@
 // request, collections and their time per 10,000 requests, and the sites that allocate more than
 // bare does; writes bench/results/alloc.json (BENCH_OUT). Rounds alternate the servers; the
 // sampling (every 256 bytes on average) makes each figure an estimate within a few percent.
-const { spawn } = require('node:child_process')
 const { writeFileSync } = require('node:fs')
 const { join } = require('node:path')
-const { machine, median, opt, startBenchServer, stopServer, wrkCommand } = require('./common')
+const { machine, median, opt, runWrk, startBenchServer, stopServer } = require('./common')
 
 const ROUNDS = opt('rounds', 3)
 const SECONDS = opt('seconds', 3)
@@ -17,12 +16,9 @@ const WARMUP = opt('warmup', 2)
 const MODES = (process.env.BENCH_MODES || 'bare,floor,plugin-nodefault,plugin').split(',')
 const OUT = process.env.BENCH_OUT || join(__dirname, 'results', 'alloc.json')
 
-function wrk (port, seconds) {
-  const cmd = wrkCommand(port, seconds, 32)
-  return new Promise((resolve, reject) => {
-    spawn(cmd[0], cmd.slice(1), { stdio: 'ignore' }).on('exit', (code) => code === 0 ? resolve() : reject(new Error(`wrk exited ${code}`)))
-  })
-}
+const wrk = (port, seconds) => runWrk(port, seconds, 32)
+
+/** Sends `message` to the server and resolves with its reply whose `alloc` is `answer`. */
 
 function ask (child, message, answer) {
   return new Promise((resolve) => {

@@ -1,7 +1,7 @@
 'use strict'
 // What the benchmark scripts share: their numeric options, pinning a server to CPU 0 and the load
 // generator to CPU 1 (when the machine has two), one load run against GET /item/:id, and medians.
-const { execFileSync, fork, spawnSync } = require('node:child_process')
+const { execFileSync, fork, spawn, spawnSync } = require('node:child_process')
 const os = require('node:os')
 const { join } = require('node:path')
 
@@ -72,6 +72,14 @@ function wrkCommand (port, seconds, connections, extra = []) {
   return [...(useTaskset ? ['taskset', '-c', '1'] : []), 'wrk', '-t1', `-c${connections}`, `-d${seconds}s`, ...extra, `http://127.0.0.1:${port}/item/42`]
 }
 
+/** wrk against one port for `seconds` (pinned to CPU 1 when possible), output ignored; resolves when it exits. */
+function runWrk (port, seconds, connections) {
+  const cmd = wrkCommand(port, seconds, connections)
+  return new Promise((resolve, reject) => {
+    spawn(cmd[0], cmd.slice(1), { stdio: 'ignore' }).on('exit', (code) => code === 0 ? resolve() : reject(new Error(`wrk exited ${code}`)))
+  })
+}
+
 /** One load run (wrk pinned to CPU 1, else autocannon): requests per second and p99 latency. */
 function load (port, seconds, connections = 32) {
   if (useWrk) {
@@ -87,4 +95,4 @@ function load (port, seconds, connections = 32) {
   return { rps: r.requests.average, p99ms: r.latency.p99 }
 }
 
-module.exports = { load, machine, median, opt, round3, startBenchServer, startServer, stats, stopServer, summary, useTaskset, useWrk, whenReady, wrkCommand }
+module.exports = { load, machine, median, opt, round3, runWrk, startBenchServer, startServer, stats, stopServer, summary, useTaskset, useWrk, whenReady, wrkCommand }

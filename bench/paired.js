@@ -11,10 +11,9 @@
 // (a bare-vs-bare pair came out at 1.027 [1.019, 1.054] that way). A bare-vs-bare pair measures
 // the method's own error. BENCH_MODES picks the other servers, BENCH_OUT names the JSON and
 // BENCH_NODE_ARGS passes Node flags to both servers of every pair.
-const { spawn } = require('node:child_process')
 const { writeFileSync } = require('node:fs')
 const { join } = require('node:path')
-const { machine, median, opt, round3, startBenchServer, stats, stopServer, summary, useWrk, wrkCommand } = require('./common')
+const { machine, median, opt, round3, runWrk, startBenchServer, stats, stopServer, summary, useWrk } = require('./common')
 
 const ROUNDS = opt('rounds', 11)
 const SECONDS = opt('seconds', 3)
@@ -26,14 +25,7 @@ const OUT = process.env.BENCH_OUT || join(__dirname, 'results', 'paired.json')
 /** Node flags for both servers of every pair (BENCH_NODE_ARGS, e.g. '--single-threaded-gc'). */
 const NODE_ARGS = (process.env.BENCH_NODE_ARGS || '').split(' ').filter(Boolean)
 
-/** wrk against one port for `seconds`, pinned to CPU 1 when possible; resolves when it exits. */
-function wrk (port, seconds) {
-  const cmd = wrkCommand(port, seconds, CONNECTIONS)
-  return new Promise((resolve, reject) => {
-    const p = spawn(cmd[0], cmd.slice(1), { stdio: 'ignore' })
-    p.on('exit', (code) => code === 0 ? resolve() : reject(new Error(`wrk exited ${code}`)))
-  })
-}
+const wrk = (port, seconds) => runWrk(port, seconds, CONNECTIONS)
 
 /** CPU ns per request of each server of the pair, measured over the same seconds. */
 async function pairRun (a, b, seconds) {
