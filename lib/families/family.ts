@@ -9,7 +9,7 @@ import { FNM_ERR_LABELS } from '../errors'
 import { PB, writeTimestamp, type ProtoWriter } from '../protobuf'
 import type { ExpositionWriter } from '../writer'
 import type { CounterSeries, GaugeSeries } from './series'
-import { NEWLINE, writeSampleName } from './text'
+import { writeSample } from './text'
 
 /** The label value that replaces every label of a series created beyond a family's series cap. */
 export const OVERFLOW_LABEL_VALUE = '__overflow__'
@@ -161,25 +161,6 @@ export abstract class MetricFamily<S> {
   /** Appends the series in positions [from, to) as protobuf `Metric` messages (`MetricFamily.metric` fields). */
   abstract encodeSeries (w: ProtoWriter, from?: number, to?: number): void
 
-  /**
-   * Writes `Metric { label..., <field> { value } }` for each series with one value (counters and
-   * gauges); counters with their `created_timestamp`.
-   */
-  protected encodeSimple (w: ProtoWriter, field: number, from: number, to: number): void {
-    const end = Math.min(to, this.size)
-    const counter = field === PB.metric.counter
-    for (let i = from; i < end; i++) {
-      const s = this.at(i) as unknown as CounterSeries
-      const metric = w.begin(PB.family.metric)
-      w.raw(s.protoLabels)
-      const at = w.begin(field)
-      w.double(PB.value, s.value)
-      if (counter && this.starts && Number.isFinite(s.startMs)) writeTimestamp(w, PB.counterCreated, s.startMs)
-      w.end(at)
-      w.end(metric)
-    }
-  }
-
   private readonly nameBytes = new Map<string, Buffer>()
   /** `text` as bytes, cached (sample names and their fixed parts). */
   protected cachedBytes (text: string): Buffer {
@@ -190,18 +171,6 @@ export abstract class MetricFamily<S> {
     }
     return b
   }
-
-  /** Writes `name{labels} value\n` for a series with one value (counters and gauges). */
-  protected writeSimple (w: ExpositionWriter, sampleName: string, from: number, to: number): void {
-    const name = this.cachedBytes(sampleName)
-    const end = Math.min(to, this.size)
-    for (let i = from; i < end; i++) {
-      const s = this.at(i) as unknown as CounterSeries
-      writeSampleName(w, name, s)
-      w.number(s.value)
-      w.byte(NEWLINE)
-    }
-  }
 }
 
 /** A family whose series each hold one number: counters and gauges. */
@@ -210,6 +179,35 @@ export abstract class ScalarFamily<S extends CounterSeries | GaugeSeries> extend
     const out: ClientMetricValue[] = []
     for (const s of this.entries()) out.push({ labels: { ...s.labels }, value: s.value })
     return out
+  }
+
+  /**
+   * Writes `Metric { label..., <field> { value } }` for each series with one value (counters and
+   * gauges); counters with their `created_timestamp`.
+   */
+  protected encodeSimple (w: ProtoWriter, field: number, from: number, to: number): void {
+    const end = Math.min(to, this.size)
+    const counter = field === PB.metric.counter
+    for (let i = from; i < end; i++) {
+      const s = this.at(i)
+      const metric = w.begin(PB.family.metric)
+      w.raw(s.protoLabels)
+      const at = w.begin(field)
+      w.double(PB.value, s.value)
+      if (counter && this.starts && Number.isFinite((s as CounterSeries).startMs)) writeTimestamp(w, PB.counterCreated, (s as CounterSeries).startMs)
+      w.end(at)
+      w.end(metric)
+    }
+  }
+
+  /** Writes `name{labels} value\n` for each series in positions [from, to). */
+  protected writeSimple (w: ExpositionWriter, sampleName: string, from: number, to: number): void {
+    const name = this.cachedBytes(sampleName)
+    const end = Math.min(to, this.size)
+    for (let i = from; i < end; i++) {
+      const s = this.at(i)
+      writeSample(w, name, s, s.value)
+    }
   }
 }
 

@@ -5,7 +5,7 @@ import { PB, writeTimestamp, type ProtoWriter } from '../protobuf'
 import type { ExpositionWriter } from '../writer'
 import { MetricFamily, type FamilyConfig } from './family'
 import { HistogramSeries, type Exemplar } from './series'
-import { formatCanonical, formatValue, NEWLINE, writeCreated, writeExemplarText, writeSampleName } from './text'
+import { formatCanonical, formatValue, NEWLINE, writeCreated, writeExemplarText, writeSample } from './text'
 
 /** Appends an `Exemplar` message field. */
 function writeExemplar (w: ProtoWriter, field: number, e: Exemplar): void {
@@ -43,13 +43,6 @@ export class HistogramFamily extends MetricFamily<HistogramSeries> {
     this.upperBounds = Float64Array.from(config.buckets)
     this.leText = [...config.buckets.map(formatValue), '+Inf']
     this.leTextOpenMetrics = [...config.buckets.map(formatCanonical), '+Inf']
-  }
-
-  /** `name{labels} value` of the `_sum` or `_count` sample. */
-  private writeTotal (w: ExpositionWriter, name: Buffer, s: HistogramSeries, value: number): void {
-    writeSampleName(w, name, s)
-    w.number(value)
-    w.byte(NEWLINE)
   }
 
   protected create (values: readonly string[]): HistogramSeries {
@@ -97,8 +90,8 @@ export class HistogramFamily extends MetricFamily<HistogramSeries> {
         if (e !== undefined) writeExemplarText(w, e)
         w.byte(NEWLINE)
       }
-      this.writeTotal(w, sum, s, s.sum)
-      this.writeTotal(w, count, s, s.count)
+      writeSample(w, sum, s, s.sum)
+      writeSample(w, count, s, s.count)
       if (withCreated !== undefined) writeCreated(w, withCreated, s)
     }
   }

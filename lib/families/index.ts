@@ -14,4 +14,4 @@ export { BaseSeries, CounterSeries, GaugeSeries, HistogramSeries, type Exemplar 
 export { CounterFamily } from './counter'
 export { GaugeFamily } from './gauge'
 export { HistogramFamily } from './histogram'
-export { escapeHelp, escapeLabelValue, formatCanonical, formatSeconds, formatValue, writeCreated, type StartedSeries } from './text'
+export { escapeHelp, escapeLabelValue, formatCanonical, formatSeconds, formatValue, writeCreated, writeSample, type StartedSeries } from './text'

@@ -73,6 +73,13 @@ export function writeSampleName (w: ExpositionWriter, name: Buffer, s: { readonl
   w.byte(SPACE)
 }
 
+/** Writes the sample line `name{labels} value` of a series. */
+export function writeSample (w: ExpositionWriter, name: Buffer, s: { readonly labelText: string, readonly labelBytes: Buffer }, value: number): void {
+  writeSampleName(w, name, s)
+  w.number(value)
+  w.byte(NEWLINE)
+}
+
 /** A series with a start: its labels and `startMs` (NaN: unknown). */
 export interface StartedSeries { readonly labelText: string, readonly labelBytes: Buffer, readonly startMs: number }
 

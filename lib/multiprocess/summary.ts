@@ -4,7 +4,7 @@
  * multiprocess mode drops them too).
  */
 import type { ClientMetricValue } from '../client'
-import { BaseSeries, MetricFamily, writeCreated, type FamilyType } from '../families'
+import { BaseSeries, MetricFamily, writeCreated, writeSample, type FamilyType } from '../families'
 import { PB, writeTimestamp, type ProtoWriter } from '../protobuf'
 import type { ExpositionWriter } from '../writer'
 
@@ -37,15 +37,13 @@ export class SummaryFamily extends MetricFamily<SummarySeries> {
 
   renderSamples (w: ExpositionWriter, sampleName: string, from = 0, to = Infinity, _openMetrics = false, created = false): void {
     const withCreated = created && this.starts ? this.cachedBytes(`${sampleName}_created`) : undefined
+    const sum = this.cachedBytes(`${sampleName}_sum`)
+    const count = this.cachedBytes(`${sampleName}_count`)
     const end = Math.min(to, this.size)
     for (let i = from; i < end; i++) {
       const s = this.at(i)
-      const labels = s.labelText === '' ? '' : `{${s.labelText}}`
-      w.text(`${sampleName}_sum${labels} `)
-      w.number(s.sum)
-      w.text(`\n${sampleName}_count${labels} `)
-      w.number(s.count)
-      w.text('\n')
+      writeSample(w, sum, s, s.sum)
+      writeSample(w, count, s, s.count)
       if (withCreated !== undefined) writeCreated(w, withCreated, s)
     }
   }
